@@ -1,0 +1,51 @@
+# coachbot: two commands on a fresh machine (Python 3.11): `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test install lint lock ingest doctor chat clean help
+
+help:
+	@echo "make run    - install (first time), build the knowledge index, start coachbot"
+	@echo "make test   - install (first time), lint and run the test suite"
+	@echo "make lock   - re-resolve requirements.in into requirements.lock (needs network to PyPI)"
+
+$(STAMP): requirements.lock pyproject.toml scripts/install.sh scripts/build-llama.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo ">> Installing from requirements.lock (the first install builds llama-cpp-python: ~7 min on 2 cores)"
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	scripts/install.sh $(BIN)/python
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/coachbot ingest
+	$(BIN)/coachbot chat
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ingest: install
+	$(BIN)/coachbot ingest
+
+doctor: install
+	$(BIN)/coachbot doctor
+
+chat: install
+	$(BIN)/coachbot chat
+
+lock:
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile requirements.in -p 3.11 --python-platform x86_64-unknown-linux-gnu --no-header -o requirements.lock
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""Settings from the environment and `.env` (pydantic-settings).
+
+Every setting is documented in `.env.example`. Provider selection rules:
+
+* ``COACHBOT_LLM=auto`` (default): OpenAI (or an OpenAI-compatible server) when
+  ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set, otherwise the embedded model.
+* ``COACHBOT_EMBEDDINGS=auto`` (default): OpenAI embeddings only when
+  ``OPENAI_API_KEY`` is set and ``OPENAI_BASE_URL`` is not (most compatible servers do not
+  serve embeddings), otherwise the embedded MiniLM model.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "coachbot"
+
+
+class Settings(BaseSettings):
+    """All of coachbot's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    llm: Literal["auto", "openai", "local"] = Field(
+        "auto", validation_alias=AliasChoices("COACHBOT_LLM")
+    )
+    embeddings: Literal["auto", "openai", "local"] = Field(
+        "auto", validation_alias=AliasChoices("COACHBOT_EMBEDDINGS")
+    )
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    openai_model: str = Field("gpt-4o-mini", validation_alias="OPENAI_MODEL")
+    openai_embedding_model: str = Field(
+        "text-embedding-3-small", validation_alias="OPENAI_EMBEDDING_MODEL"
+    )
+    openai_timeout_s: float = Field(60.0, validation_alias="OPENAI_TIMEOUT")
+
+    local_model: str = Field(
+        "qwen2.5-coder-1.5b",
+        validation_alias="COACHBOT_LOCAL_MODEL",
+        description="qwen2.5-coder-1.5b | qwen2.5-coder-0.5b | smollm2-135m | /path/to/model.gguf",
+    )
+    local_threads: int | None = Field(None, validation_alias="COACHBOT_THREADS")
+    local_context: int = Field(4096, validation_alias="COACHBOT_CONTEXT")
+    temperature: float = Field(0.7, validation_alias="COACHBOT_TEMPERATURE")
+    max_tokens: int = Field(256, validation_alias="COACHBOT_MAX_TOKENS")
+    repeat_penalty: float = Field(1.12, validation_alias="COACHBOT_REPEAT_PENALTY")
+    seed: int | None = Field(None, validation_alias="COACHBOT_SEED")
+
+    data_dir: Path = Field(PROJECT_ROOT / "data", validation_alias="COACHBOT_DATA_DIR")
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir, validation_alias="COACHBOT_CACHE_DIR"
+    )
+    knowledge_dir: Path = Field(
+        PROJECT_ROOT / "knowledge", validation_alias="COACHBOT_KNOWLEDGE_DIR"
+    )
+    prompts_dir: Path = Field(PROJECT_ROOT / "prompts", validation_alias="COACHBOT_PROMPTS_DIR")
+
+    chroma_path: Path | None = Field(None, validation_alias="CHROMA_PATH")
+    chroma_host: str | None = Field(None, validation_alias="CHROMA_HOST")
+    chroma_port: int = Field(8000, validation_alias="CHROMA_PORT")
+
+    chunk_tokens: int = Field(160, validation_alias="COACHBOT_CHUNK_TOKENS")
+
+    @property
+    def chroma_dir(self) -> Path:
+        """Where the embedded Chroma store lives (unused with ``CHROMA_HOST``)."""
+        return self.chroma_path or (self.data_dir / "chroma")
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where assembled model files are kept (shared across clones)."""
+        return self.cache_dir / "models"
+
+    @property
+    def llm_provider(self) -> Literal["openai", "local"]:
+        """The chat model provider this configuration resolves to."""
+        if self.llm != "auto":
+            return self.llm
+        return "openai" if (self.openai_api_key or self.openai_base_url) else "local"
+
+    @property
+    def embeddings_provider(self) -> Literal["openai", "local"]:
+        """The embedding provider this configuration resolves to."""
+        if self.embeddings != "auto":
+            return self.embeddings
+        return "openai" if (self.openai_api_key and not self.openai_base_url) else "local"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

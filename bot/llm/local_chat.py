@@ -1,0 +1,222 @@
+"""A LangChain chat model over llama-cpp-python, with one shared model per process.
+
+Loading a GGUF costs seconds and ~2 GB of RAM, so every ``LocalChatModel`` that names the same
+file shares one ``llama_cpp.Llama`` instance (an engine). Generation holds the engine's lock, so
+concurrent sessions queue instead of corrupting the context. llama.cpp keeps the KV cache of
+the previous call and re-evaluates only the part of the new prompt after the common prefix,
+so a static system prompt at the start of every prompt is evaluated once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import Field, PrivateAttr
+
+from bot.errors import ModelUnavailableError
+
+
+@dataclass
+class LlamaEngine:
+    """One loaded model and the lock that serialises its use."""
+
+    llm: Any
+    path: str
+    load_seconds: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0  # callers queued for the lock (for queue reporting)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
+_ENGINES: dict[tuple[str, int], LlamaEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+@atexit.register
+def close_engines() -> None:
+    """Free models before interpreter teardown (llama.cpp's finalizers fail during it)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.llm.close()
+        _ENGINES.clear()
+
+
+def default_threads() -> int:
+    """Threads for llama.cpp: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def get_engine(path: str, n_ctx: int = 4096, n_threads: int | None = None) -> LlamaEngine:
+    """The process-wide engine for ``path`` (loaded on first use)."""
+    key = (path, n_ctx)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is not None:
+            return engine
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # pragma: no cover - installation problem
+            raise ModelUnavailableError(
+                "llama-cpp-python is not installed", hint="run `make install`"
+            ) from exc
+        threads = n_threads or default_threads()
+        started = time.perf_counter()
+        try:
+            llm = Llama(
+                model_path=path,
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=512,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelUnavailableError(
+                f"llama.cpp could not load {path}: {exc}",
+                hint="check the file is a valid GGUF model, or run `coachbot doctor`",
+            ) from exc
+        engine = LlamaEngine(llm=llm, path=path, load_seconds=time.perf_counter() - started)
+        _ENGINES[key] = engine
+        return engine
+
+
+def _role(message: BaseMessage) -> str:
+    if isinstance(message, SystemMessage):
+        return "system"
+    if isinstance(message, HumanMessage):
+        return "user"
+    if isinstance(message, AIMessage):
+        return "assistant"
+    if isinstance(message, ChatMessage):
+        return message.role
+    raise ValueError(f"unsupported message type for the local model: {type(message).__name__}")
+
+
+def to_llama_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    """LangChain messages as llama.cpp chat messages."""
+    return [{"role": _role(m), "content": str(m.content)} for m in messages]
+
+
+class LocalChatModel(BaseChatModel):
+    """Chat with a local GGUF model through llama.cpp, using the model's own chat template."""
+
+    model_path: str
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 40
+    repeat_penalty: float = 1.12
+    max_tokens: int = 256
+    seed: int | None = None
+    stop: list[str] | None = Field(default=None)
+
+    _engine: LlamaEngine | None = PrivateAttr(default=None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "coachbot-llama-cpp"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_path": self.model_path,
+            "n_ctx": self.n_ctx,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repeat_penalty": self.repeat_penalty,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+        }
+
+    @property
+    def engine(self) -> LlamaEngine:
+        if self._engine is None:
+            self._engine = get_engine(self.model_path, self.n_ctx, self.n_threads)
+        return self._engine
+
+    def get_num_tokens(self, text: str) -> int:
+        return self.engine.count_tokens(text)
+
+    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params = {
+            "temperature": kwargs.pop("temperature", self.temperature),
+            "top_p": kwargs.pop("top_p", self.top_p),
+            "top_k": kwargs.pop("top_k", self.top_k),
+            "repeat_penalty": kwargs.pop("repeat_penalty", self.repeat_penalty),
+            "max_tokens": kwargs.pop("max_tokens", self.max_tokens),
+            "stop": (stop or []) + (self.stop or []) or None,
+        }
+        seed = kwargs.pop("seed", self.seed)
+        if seed is not None:
+            params["seed"] = seed
+        return params
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        engine = self.engine
+        params = self._params(stop, kwargs)
+        chat = to_llama_messages(messages)
+        engine.waiting += 1
+        with engine.lock:
+            engine.waiting -= 1
+            stream = engine.llm.create_chat_completion(messages=chat, stream=True, **params)
+            finish_reason = None
+            for event in stream:
+                choice = event["choices"][0]
+                text = choice.get("delta", {}).get("content") or ""
+                finish_reason = choice.get("finish_reason") or finish_reason
+                if not text:
+                    continue
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content=""),
+                generation_info={"finish_reason": finish_reason},
+            )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text_parts: list[str] = []
+        info: dict[str, Any] = {}
+        for chunk in self._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+            text_parts.append(str(chunk.message.content))
+            if chunk.generation_info:
+                info.update(chunk.generation_info)
+        message = AIMessage(content="".join(text_parts))
+        return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])

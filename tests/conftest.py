@@ -1,0 +1,41 @@
+"""Shared fixtures. Unit tests use fakes; tests marked `integration` use the real models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.config import PROJECT_ROOT, Settings
+
+SEEDS_DIR = PROJECT_ROOT.parent / "shared" / "seeds"
+ARTICLES_DIR = PROJECT_ROOT / "knowledge" / "articles"
+
+# Keep tests independent of a developer's .env and OpenAI variables.
+for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "COACHBOT_LLM", "COACHBOT_EMBEDDINGS"):
+    os.environ.pop(_var, None)
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings isolated in ``tmp_path`` (no .env); the model cache stays shared."""
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "knowledge_dir": tmp_path / "knowledge",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def knowledge_copy(tmp_path: Path) -> Path:
+    """A private copy of knowledge/articles under tmp_path/knowledge."""
+    target = tmp_path / "knowledge" / "articles"
+    shutil.copytree(ARTICLES_DIR, target)
+    return target.parent
+
+
+@pytest.fixture
+def settings(tmp_path: Path, knowledge_copy: Path) -> Settings:
+    return make_settings(tmp_path)
