@@ -129,6 +129,59 @@ def retrieve(
 
 
 @app.command()
+def check(
+    text: Annotated[str, typer.Argument(help="A line an agent says (or would say).")],
+    customer: Annotated[
+        str | None,
+        typer.Option("--customer", help="The customer's last words (helps spot reflecting back)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Which pieces of the articles' advice TEXT follows or breaks, with the cited passages."""
+    from bot.guidance import DetectionContext, cited_source, default_engine
+    from bot.inputs import clean_user_text
+
+    def run() -> None:
+        settings = get_settings()
+        engine = default_engine(settings.knowledge_dir / "guidance.yaml")
+        line = clean_user_text(text, max_tokens=400, count_tokens=None).text
+        context = DetectionContext(customer_last=customer) if customer else None
+        detections = engine.detect(line, context)
+        results = []
+        for d in detections:
+            behaviour = engine.catalogue.get(d.behaviour_id)
+            results.append(
+                {
+                    **d.to_dict(),
+                    "description": behaviour.description,
+                    "why": behaviour.why,
+                    "source": cited_source(behaviour, settings.knowledge_dir),
+                }
+            )
+        if as_json:
+            _print_json({"ok": True, "text": line, "detections": results})
+            return
+        if not results:
+            console.print("No guidance behaviour detected in this line.")
+        for r in results:
+            colour, mark = ("green", "✔ do") if r["kind"] == "do" else ("red", "✘ avoid")
+            console.print(
+                f"[bold {colour}]{mark}[/] [bold]{r['name']}[/] "
+                f"[dim]({r['method']}, confidence {r['confidence']:.2f})[/]"
+            )
+            console.print(f"   evidence: “{r['evidence']}”", highlight=False)
+            console.print(f"   why: {r['why']}", highlight=False)
+            src = r["source"]
+            console.print(
+                f"   source: [italic]{src['quote']}[/] — {src['title'] or src['origin']}"
+                f" [dim]({src['origin']})[/]",
+                highlight=False,
+            )
+
+    _guard(run, as_json)
+
+
+@app.command()
 def doctor(as_json: JsonFlag = False) -> None:
     """Check the model, llama.cpp, embeddings, tiktoken, the index and the API; say how to fix."""
     from bot.doctor import run_checks

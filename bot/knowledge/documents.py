@@ -167,3 +167,8 @@ def load_documents(
         except OSError as exc:
             skipped.append(SkippedFile(shown, f"unreadable: {exc.strerror or exc}"))
     return documents, skipped
+
+
+def documents_by_origin(root: Path) -> dict[str, KnowledgeDocument]:
+    """Usable documents keyed by their origin (the source file name)."""
+    return {doc.origin: doc for doc in load_documents(root)[0]}

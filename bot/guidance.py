@@ -1,0 +1,529 @@
+"""The guidance engine: which pieces of the articles' advice a line follows or breaks.
+
+The catalogue (`knowledge/guidance.yaml`) lists behaviours distilled from the articles, each
+with example phrasings, lexical patterns and the passage it comes from. ``detect`` combines:
+
+1. **Patterns**: precise regexes for the usual surface forms (high confidence).
+2. **Semantic similarity** of each sentence to the behaviour's example phrasings (MiniLM), so
+   paraphrases are caught; a sentence must also be clearly closer to the behaviour than to the
+   catalogue's neutral service lines.
+3. **Scope rules**: a match inside quotation marks, after a reporting frame ("you were told to
+   ..."), or after a negator in the same clause ("I would never tell you to calm down") is not
+   something the speaker is doing, and is dropped.
+
+No LLM is needed; a line takes a few milliseconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import DataValidationError
+
+Kind = Literal["do", "avoid"]
+CLASSIFIER_VERSION = "softmax-1"
+
+
+class SourceRef(BaseModel):
+    """The article passage a behaviour comes from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    origin: str = Field(min_length=1)
+    quote: str = Field(min_length=10)
+
+
+class Behaviour(BaseModel):
+    """One behaviour of the catalogue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Kind
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    why: str = Field(min_length=1)
+    examples: list[str] = Field(min_length=3)
+    patterns: list[str] = Field(default_factory=list)
+    source: SourceRef
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for index, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {index} {pattern!r} is not a valid regex: {exc}"
+                ) from exc
+        return patterns
+
+
+class GuidanceCatalogue(BaseModel):
+    """The whole catalogue file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    behaviours: list[Behaviour] = Field(min_length=1)
+    neutral_examples: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> GuidanceCatalogue:
+        seen: set[str] = set()
+        for behaviour in self.behaviours:
+            if behaviour.id in seen:
+                raise ValueError(f"duplicate behaviour id {behaviour.id!r}")
+            seen.add(behaviour.id)
+        return self
+
+    def get(self, behaviour_id: str) -> Behaviour:
+        for behaviour in self.behaviours:
+            if behaviour.id == behaviour_id:
+                return behaviour
+        raise KeyError(behaviour_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [b.id for b in self.behaviours]
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def load_catalogue(path: Path) -> GuidanceCatalogue:
+    """Load and validate a catalogue; errors name the file and the field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataValidationError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataValidationError(f"{path}: not UTF-8 text") from exc
+    except yaml.YAMLError as exc:
+        raise DataValidationError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataValidationError(f"{path}: expected a mapping with 'behaviours'")
+    try:
+        return GuidanceCatalogue.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise DataValidationError(
+            f"{path}: field '{_field_path(first['loc'])}': {first['msg']}{more}"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A behaviour found in a line, with the words that show it."""
+
+    behaviour_id: str
+    kind: Kind
+    name: str
+    confidence: float
+    evidence: str
+    start: int
+    end: int
+    method: Literal["pattern", "semantic", "context"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DetectionContext:
+    """What surrounds the line: the customer's last words help spot reflecting back."""
+
+    customer_last: str | None = None
+
+
+# Clause boundaries for negation and reporting scope.
+_CLAUSE_BREAK = re.compile(r"[.!?;:—–]|,|\s-\s|\b(?:but|however|though|although|because)\b", re.I)
+_SENTENCE = re.compile(r"[^.!?…]+(?:[.!?…]+|$)")
+_NEGATOR = re.compile(
+    r"\b(?:never|not|no one|nobody|won['’]?t|wouldn['’]?t|don['’]?t|didn['’]?t|shouldn['’]?t|"
+    r"isn['’]?t going to|refuse to|avoid|instead of|rather than)\b",
+    re.I,
+)
+_NOT_A_NEGATION = re.compile(r"\bwhy (?:don['’]?t|not)\b|\bnot only\b|\bif not\b", re.I)
+# Someone else's words, reported: passive "you were told", or a third party who said it.
+_REPORTING = re.compile(
+    r"\b(?:were|was|been|being|get|got)\s+told\b"
+    r"|\b(?:he|she|they|someone|somebody|everyone|people|staff|nobody|no one|you)\s+"
+    r"(?:\w+\s+)?(?:said|says|told|tells|claimed|suggested|mentioned|called)\b"
+    r"|\b(?:the|your|my|our|an?|that|this|another|other)\s+(?:\w+\s+)?(?:agent|person|colleague|"
+    r"manager|advisor|adviser|rep|representative|guy|lady|man|woman|team|engineer|staff|driver|"
+    r"operator|supervisor)s?\s+(?:\w+\s+)?(?:said|says|told|tells|claimed|suggested|called)\b",
+    re.I,
+)
+# A denied speech act: "I would never tell you to ...", "I'm not going to blame ...".
+_NEGATED_FRAME = re.compile(
+    r"\b(?:never|not|no one|nobody|won['’]?t|wouldn['’]?t|don['’]?t|shouldn['’]?t|refuse to)\b"
+    r"(?:\s+[\w'’]+){0,4}?\s+(?:tell|telling|say|saying|blame|blaming|hide|hiding|transfer|"
+    r"transferring|pass|passing|fob|send|sending|argue|arguing|ask you to|make you|point you|"
+    r"quote|quoting|cite|citing|lecture|lecturing|bounce|bouncing|palm|redirect|make excuses|"
+    r"shift|dismiss|dismissing|brush|brushing|patroni[sz]e|interrupt|contradict|minimi[sz]e)\b",
+    re.I,
+)
+_QUOTED = re.compile(
+    r"[\"“]([^\"“”]{2,}?)[\"”]"  # double quotes
+    r"|(?<![\w])['‘]([^'‘’]{2,}?)['’](?![\w])"  # single quotes, not contractions
+)
+
+
+def _quoted_spans(text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in _QUOTED.finditer(text)]
+
+
+def _clause_start(text: str, position: int) -> int:
+    start = 0
+    for match in _CLAUSE_BREAK.finditer(text, 0, position):
+        start = match.end()
+    return start
+
+
+def scope_blocked(text: str, start: int, end: int, behaviour_id: str = "") -> str | None:
+    """Why a match at [start, end) is not the speaker's own act, or None if it is."""
+    for q_start, q_end in _quoted_spans(text):
+        if q_start <= start and end <= q_end:
+            return "quoted"
+    lead = text[_clause_start(text, start) : start]
+    lead = _NOT_A_NEGATION.sub(" ", lead)
+    if _NEGATOR.search(lead):
+        return "negated"
+    if behaviour_id not in _REPORTING_IS_THE_BEHAVIOUR and _REPORTING.search(lead):
+        return "reported"
+    return None
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans (start, end), trimmed of surrounding space."""
+    spans = []
+    for match in _SENTENCE.finditer(text):
+        raw = match.group(0)
+        left = len(raw) - len(raw.lstrip())
+        right = len(raw.rstrip())
+        if right > left:
+            spans.append((match.start() + left, match.start() + right))
+    return spans or [(0, len(text))]
+
+
+_WORD = re.compile(r"[a-z']+")
+_STOP = set(
+    "a an the i you we they he she it me my your our to of in on at for and or but so is are "
+    "was were be been have has had do did just that this with as not no yes what how can could "
+    "would will i'm you're it's that's".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
+
+
+def semantic_units(text: str) -> list[tuple[int, int]]:
+    """Sentences, plus their clauses when a sentence has several (one behaviour per unit)."""
+    units: list[tuple[int, int]] = []
+    for start, end in split_sentences(text):
+        units.append((start, end))
+        cuts = [m for m in _CLAUSE_BREAK.finditer(text, start, end) if m.end() < end - 1]
+        if not cuts:
+            continue
+        edges = [start, *[m.end() for m in cuts], end]
+        for left, right in itertools.pairwise(edges):
+            piece = text[left:right]
+            if len(_WORD.findall(piece.lower())) >= 3:
+                offset = len(piece) - len(piece.lstrip())
+                units.append((left + offset, right))
+    return units
+
+
+# Behaviours that refer to what was said before: a reporting frame is part of them
+# ("as you were told" is itself the trigger), so it does not mean someone else's words.
+_REPORTING_IS_THE_BEHAVIOUR = {"as_i_told_you"}
+
+
+def unit_blocked(text: str, start: int, end: int, behaviour_id: str = "") -> bool:
+    """True if a semantic unit is quoted, negated or reported speech."""
+    unit = text[start:end]
+    if any(q_start <= start + 2 and end - 2 <= q_end for q_start, q_end in _quoted_spans(text)):
+        return True
+    reported = behaviour_id not in _REPORTING_IS_THE_BEHAVIOUR and _REPORTING.search(unit)
+    return bool(_quoted_spans(unit) or _NEGATED_FRAME.search(unit) or reported)
+
+
+@dataclass
+class SoftmaxClassifier:
+    """Multinomial logistic regression on sentence embeddings (numpy, trained in ~0.1 s)."""
+
+    weights: np.ndarray  # [dims, classes]
+    bias: np.ndarray  # [classes]
+
+    @classmethod
+    def fit(
+        cls,
+        features: np.ndarray,
+        labels: np.ndarray,
+        n_classes: int,
+        l2: float = 1e-4,
+        learning_rate: float = 8.0,
+        epochs: int = 2000,
+    ) -> SoftmaxClassifier:
+        n, dims = features.shape
+        weights = np.zeros((dims, n_classes), dtype=np.float64)
+        bias = np.zeros(n_classes, dtype=np.float64)
+        onehot = np.eye(n_classes)[labels]
+        x = features.astype(np.float64)
+        for _ in range(epochs):
+            probs = _softmax(x @ weights + bias)
+            grad = (probs - onehot) / n
+            weights -= learning_rate * (x.T @ grad + l2 * weights)
+            bias -= learning_rate * grad.sum(axis=0)
+        return cls(weights.astype(np.float32), bias.astype(np.float32))
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return _softmax(features @ self.weights + self.bias)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class GuidanceEngine:
+    """Detects catalogue behaviours in a line of agent speech."""
+
+    #: minimum classifier probability for a semantic detection, per kind (see docs/GUIDANCE.md)
+    thresholds: dict[str, float] = {"do": 0.55, "avoid": 0.6}  # noqa: RUF012
+
+    def __init__(
+        self,
+        catalogue: GuidanceCatalogue,
+        embeddings: Embeddings | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.embeddings = embeddings
+        self.cache_dir = cache_dir
+        self._patterns = {
+            b.id: [re.compile(p, re.IGNORECASE) for p in b.patterns] for b in catalogue.behaviours
+        }
+        self._by_id = {b.id: b for b in catalogue.behaviours}
+        self._classifier: SoftmaxClassifier | None = None
+        self._lock = threading.Lock()
+
+    # -- semantic classifier over the examples
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        assert self.embeddings is not None
+        if hasattr(self.embeddings, "embed_array"):
+            return np.asarray(self.embeddings.embed_array(texts), dtype=np.float32)
+        vectors = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
+        return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+
+    def _ensure_index(self) -> None:
+        if self._classifier is not None or self.embeddings is None:
+            return
+        with self._lock:
+            if self._classifier is not None:
+                return
+            texts: list[str] = []
+            labels: list[int] = []
+            for index, behaviour in enumerate(self.catalogue.behaviours):
+                texts += behaviour.examples
+                labels += [index] * len(behaviour.examples)
+            neutral_label = len(self.catalogue.behaviours)
+            texts += self.catalogue.neutral_examples
+            labels += [neutral_label] * len(self.catalogue.neutral_examples)
+            cached = self._cache_path(texts, labels)
+            if cached is not None and cached.is_file():
+                with np.load(cached) as data:
+                    self._classifier = SoftmaxClassifier(data["weights"], data["bias"])
+                return
+            self._classifier = SoftmaxClassifier.fit(
+                self._embed(texts), np.array(labels), n_classes=neutral_label + 1
+            )
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_name(f".{cached.stem}.{threading.get_ident()}.npz")
+                np.savez(tmp, weights=self._classifier.weights, bias=self._classifier.bias)
+                os.replace(tmp, cached)
+
+    def _cache_path(self, texts: list[str], labels: list[int]) -> Path | None:
+        """Where the trained classifier for exactly these examples is kept (None: no cache)."""
+        if self.cache_dir is None:
+            return None
+        model = getattr(self.embeddings, "model_name", type(self.embeddings).__name__)
+        digest = hashlib.sha256(
+            json.dumps([CLASSIFIER_VERSION, model, texts, labels]).encode()
+        ).hexdigest()[:20]
+        return self.cache_dir / f"guidance-{digest}.npz"
+
+    def warm_up(self) -> None:
+        """Train the semantic classifier now rather than on the first line."""
+        self._ensure_index()
+
+    # -- detection
+    def _pattern_hits(self, text: str) -> dict[str, Detection]:
+        found: dict[str, Detection] = {}
+        for behaviour in self.catalogue.behaviours:
+            for pattern in self._patterns[behaviour.id]:
+                for match in pattern.finditer(text):
+                    if match.end() == match.start():
+                        continue
+                    if scope_blocked(text, match.start(), match.end(), behaviour.id):
+                        continue
+                    found.setdefault(
+                        behaviour.id,
+                        Detection(
+                            behaviour.id,
+                            behaviour.kind,
+                            behaviour.name,
+                            0.95,
+                            match.group(0).strip(),
+                            match.start(),
+                            match.end(),
+                            "pattern",
+                        ),
+                    )
+                    break
+                if behaviour.id in found:
+                    break
+        return found
+
+    def _semantic_hits(self, text: str, skip: set[str]) -> dict[str, Detection]:
+        self._ensure_index()
+        if self._classifier is None:
+            return {}
+        units = semantic_units(text)
+        probabilities = self._classifier.predict_proba(self._embed([text[s:e] for s, e in units]))
+        found: dict[str, Detection] = {}
+        n_behaviours = len(self.catalogue.behaviours)
+        for (start, end), row in zip(units, probabilities, strict=True):
+            index = int(np.argmax(row))
+            score = float(row[index])
+            if index >= n_behaviours:
+                continue  # a neutral service line
+            behaviour = self.catalogue.behaviours[index]
+            if score < self.thresholds[behaviour.kind]:
+                continue
+            if behaviour.id in skip:
+                continue
+            if behaviour.kind == "avoid" and unit_blocked(text, start, end, behaviour.id):
+                continue
+            previous = found.get(behaviour.id)
+            if previous is None or score > previous.confidence:
+                found[behaviour.id] = Detection(
+                    behaviour.id,
+                    behaviour.kind,
+                    behaviour.name,
+                    round(min(score, 0.9), 3),
+                    text[start:end].strip(),
+                    start,
+                    end,
+                    "semantic",
+                )
+        return found
+
+    def _context_hits(self, text: str, context: DetectionContext | None) -> dict[str, Detection]:
+        if not context or not context.customer_last or "reflect_back" not in self._by_id:
+            return {}
+        theirs = _content_words(context.customer_last)
+        if len(theirs) < 3:
+            return {}
+        for start, end in split_sentences(text):
+            sentence = text[start:end]
+            mine = _content_words(sentence)
+            starts_reflecting = re.match(
+                r"\s*(so|you['’]?re saying|you['’]?ve|you were|it sounds like)\b", sentence, re.I
+            )
+            if starts_reflecting and len(mine & theirs) >= max(2, int(0.3 * len(theirs))):
+                behaviour = self._by_id["reflect_back"]
+                return {
+                    behaviour.id: Detection(
+                        behaviour.id, "do", behaviour.name, 0.8, sentence, start, end, "context"
+                    )
+                }
+        return {}
+
+    def detect(self, text: str, context: DetectionContext | None = None) -> list[Detection]:
+        """Behaviours the line shows, most confident first (one detection per behaviour)."""
+        if not text or not text.strip():
+            return []
+        found = self._pattern_hits(text)
+        for extra in (self._context_hits(text, context), self._semantic_hits(text, set(found))):
+            for key, value in extra.items():
+                found.setdefault(key, value)
+        return sorted(found.values(), key=lambda d: (-d.confidence, d.start))
+
+    def source_of(self, behaviour_id: str) -> SourceRef:
+        return self._by_id[behaviour_id].source
+
+
+@lru_cache(maxsize=4)
+def _cached_engine(path: str, semantic: bool, cache_dir: str) -> GuidanceEngine:
+    from bot.embeddings import local_embeddings
+
+    return GuidanceEngine(
+        load_catalogue(Path(path)),
+        local_embeddings() if semantic else None,
+        cache_dir=Path(cache_dir),
+    )
+
+
+def default_engine(path: Path | None = None, semantic: bool = True) -> GuidanceEngine:
+    """The process-wide engine over ``knowledge/guidance.yaml`` with the local embeddings.
+
+    The semantic classifier always uses the embedded MiniLM (fast, offline, and what the
+    thresholds were tuned on), whatever embedding provider the knowledge index uses.
+    """
+    from bot.config import get_settings
+
+    settings = get_settings()
+    catalogue = path or settings.knowledge_dir / "guidance.yaml"
+    return _cached_engine(str(catalogue.resolve()), semantic, str(settings.cache_dir))
+
+
+def detect(text: str, context: DetectionContext | None = None) -> list[Detection]:
+    """Detect behaviours with the default engine."""
+    return default_engine().detect(text, context)
+
+
+def cited_source(behaviour: Behaviour, knowledge_dir: Path) -> dict[str, Any]:
+    """The passage behind a behaviour, with the article's provenance."""
+    doc = _documents(str(knowledge_dir.resolve())).get(behaviour.source.origin)
+    return {
+        "origin": behaviour.source.origin,
+        "quote": behaviour.source.quote,
+        "title": doc.meta.title if doc else None,
+        "author": doc.meta.author if doc else None,
+        "publisher": doc.meta.publisher if doc else None,
+    }
+
+
+@lru_cache(maxsize=2)
+def _documents(knowledge_dir: str) -> dict[str, Any]:
+    from bot.knowledge.documents import documents_by_origin
+
+    return documents_by_origin(Path(knowledge_dir))
