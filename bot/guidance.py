@@ -234,7 +234,11 @@ _WORD = re.compile(r"[a-z']+")
 _STOP = set(
     "a an the i you we they he she it me my your our to of in on at for and or but so is are "
     "was were be been have has had do did just that this with as not no yes what how can could "
-    "would will i'm you're it's that's".split()
+    "would will i'm you're it's that's don't can't won't i've i'll i'd there their them then "
+    "than from about into out up down over off again all any some more most very really even "
+    "still now right get got getting want wanted need needs know think like going make made take "
+    "time way thing things one two much many well only also back day today said say tell told "
+    "see look come came go went let thank thanks please sorry okay ok fine sure".split()
 )
 
 
@@ -317,6 +321,8 @@ class GuidanceEngine:
 
     #: minimum classifier probability for a semantic detection, per kind (see docs/GUIDANCE.md)
     thresholds: dict[str, float] = {"do": 0.55, "avoid": 0.6}  # noqa: RUF012
+    #: an avoid-behaviour found in a clause needs at least this probability for its sentence
+    clause_support: float = 0.1
 
     def __init__(
         self,
@@ -412,12 +418,16 @@ class GuidanceEngine:
                     break
         return found
 
-    def _semantic_hits(self, text: str, skip: set[str]) -> dict[str, Detection]:
+    def _semantic_hits(
+        self, text: str, skip: set[str], pattern_hits: list[Detection]
+    ) -> dict[str, Detection]:
         self._ensure_index()
         if self._classifier is None:
             return {}
         units = semantic_units(text)
         probabilities = self._classifier.predict_proba(self._embed([text[s:e] for s, e in units]))
+        sentences = {span: row for span, row in zip(units, probabilities, strict=True)}
+        sentence_spans = set(split_sentences(text))
         found: dict[str, Detection] = {}
         n_behaviours = len(self.catalogue.behaviours)
         for (start, end), row in zip(units, probabilities, strict=True):
@@ -430,8 +440,24 @@ class GuidanceEngine:
                 continue
             if behaviour.id in skip:
                 continue
-            if behaviour.kind == "avoid" and unit_blocked(text, start, end, behaviour.id):
-                continue
+            if behaviour.kind == "avoid":
+                if unit_blocked(text, start, end, behaviour.id):
+                    continue
+                if any(h.kind == "do" and h.start < end and start < h.end for h in pattern_hits):
+                    continue  # a precise pattern already says what this part of the line does
+                sentence = next(
+                    (
+                        row2
+                        for (s2, e2), row2 in sentences.items()
+                        if s2 <= start
+                        and end <= e2
+                        and (s2, e2) != (start, end)
+                        and (s2, e2) in sentence_spans
+                    ),
+                    None,
+                )
+                if sentence is not None and float(sentence[index]) < self.clause_support:
+                    continue  # a clause read out of its sentence: the sentence does not agree
             previous = found.get(behaviour.id)
             if previous is None or score > previous.confidence:
                 found[behaviour.id] = Detection(
@@ -472,7 +498,8 @@ class GuidanceEngine:
         if not text or not text.strip():
             return []
         found = self._pattern_hits(text)
-        for extra in (self._context_hits(text, context), self._semantic_hits(text, set(found))):
+        semantic = self._semantic_hits(text, set(found), list(found.values()))
+        for extra in (self._context_hits(text, context), semantic):
             for key, value in extra.items():
                 found.setdefault(key, value)
         return sorted(found.values(), key=lambda d: (-d.confidence, d.start))
