@@ -181,6 +181,222 @@ def check(
     _guard(run, as_json)
 
 
+def _scenarios() -> dict[str, Any]:
+    from bot.scenarios import load_scenarios
+
+    settings = get_settings()
+    scenarios, problems = load_scenarios(settings.prompts_dir / "scenarios")
+    for problem in problems:
+        err_console.print(f"[yellow]skipped scenario[/] {problem.path}: {problem.reason}")
+    return scenarios
+
+
+@app.command()
+def scenarios(as_json: JsonFlag = False) -> None:
+    """List the role-play scenarios (from prompts/scenarios/)."""
+
+    def run() -> None:
+        found = _scenarios()
+        if as_json:
+            _print_json(
+                {
+                    "ok": True,
+                    "scenarios": [
+                        {
+                            "id": sc.id,
+                            "title": sc.title,
+                            "summary": sc.summary,
+                            "customer": sc.customer.name,
+                            "partly_wrong": sc.customer_partly_wrong is not None,
+                            "difficulties": {
+                                k: v.model_dump() for k, v in sorted(sc.difficulty.items())
+                            },
+                        }
+                        for sc in found.values()
+                    ],
+                }
+            )
+            return
+        table = Table(title="Role-play scenarios")
+        for column in ("id", "title", "customer", "summary"):
+            table.add_column(column, overflow="fold")
+        for sc in found.values():
+            table.add_row(sc.id, sc.title, sc.customer.name, sc.summary)
+        console.print(table)
+
+    _guard(run, as_json)
+
+
+def _turn_json(turn: Any) -> dict[str, Any]:
+    return {
+        "trainee": turn.trainee,
+        "customer": turn.customer,
+        "beat": turn.beat,
+        "state": turn.state.model_dump(),
+        "changes": [c.model_dump() for c in turn.changes],
+        "detections": [
+            {k: d[k] for k in ("behaviour_id", "kind", "evidence", "confidence")}
+            for d in turn.detections
+        ],
+        "fallback_used": turn.fallback_used,
+        "seconds": turn.seconds,
+    }
+
+
+@app.command()
+def roleplay(
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="Scenario id.")],
+    difficulty: Annotated[
+        str, typer.Option("--difficulty", "-d", help="easy | medium | hard")
+    ] = "medium",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for a reproducible session.")] = 0,
+    turns: Annotated[
+        Path | None,
+        typer.Option("--turns", help="A file of trainee lines, one per line (scripted run)."),
+    ] = None,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Write the transcript JSON here.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Practise with an upset customer: interactive, or scripted with --turns.
+
+    Interactive commands: /hint for a hint, /end to finish and see the debrief.
+    """
+    from bot.customer import CustomerSimulator, run_script
+    from bot.guidance import default_engine
+    from bot.inputs import EmptyInputError, clean_user_text
+    from bot.llm import make_chat_model
+    from bot.scoring import format_scorecard, score_transcript
+
+    def setup() -> tuple[Any, list[str] | None]:
+        found = _scenarios()
+        if scenario not in found:
+            raise CoachbotError(
+                f"unknown scenario {scenario!r}", hint="see `coachbot scenarios` for the ids"
+            )
+        if difficulty not in {"easy", "medium", "hard"}:
+            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
+        lines = None
+        if turns is not None:
+            try:
+                raw = turns.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CoachbotError(f"cannot read {turns}: {exc}") from exc
+            lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
+            if not lines:
+                raise CoachbotError(f"{turns} has no trainee lines")
+        settings = get_settings()
+        with console.status("Loading the customer…") if not as_json else _null():
+            model = make_chat_model(settings, temperature=0.8)
+            engine = default_engine(settings.knowledge_dir / "guidance.yaml")
+            engine.warm_up()
+        sim = CustomerSimulator(found[scenario], model, engine, difficulty, seed)  # type: ignore[arg-type]
+        return sim, lines
+
+    sim, lines = _guard(setup, as_json)
+    name = sim.scenario.customer.name
+
+    def show(turn: Any) -> None:
+        if as_json:
+            return
+        console.print(f"[bold cyan]you>[/] {turn.trainee}", highlight=False)
+        console.print(
+            f"[bold red]{name}>[/] {turn.customer}  "
+            f"[dim](anger {turn.state.anger}/10, {turn.beat})[/]",
+            highlight=False,
+        )
+
+    if not as_json:
+        console.print(f"[bold]{sim.scenario.title}[/] ({difficulty}) — {sim.scenario.summary}")
+        console.print(f"[bold red]{name}>[/] {sim.scenario.opening_line}", highlight=False)
+    if lines is not None:
+        _guard(lambda: run_script(sim, lines, show), as_json)
+    else:
+        console.print("[dim]Type your reply. /hint for a hint, /end to finish.[/]")
+        while not sim.finished:
+            try:
+                line = console.input("[bold cyan]you> [/]") if sys.stdin.isatty() else input()
+            except (EOFError, KeyboardInterrupt):
+                break
+            if line.strip() == "/end":
+                break
+            if line.strip() == "/hint":
+                hint = sim.hint()
+                console.print(f"[yellow]hint:[/] {hint.text} e.g. “{hint.example}”")
+                console.print(f"[dim]source ({hint.source_origin}): {hint.source_quote}[/]")
+                continue
+            try:
+                text = clean_user_text(line, max_tokens=300, count_tokens=None).text
+            except EmptyInputError as exc:
+                console.print(f"[yellow]{exc}[/]")
+                continue
+            try:
+                turn = sim.respond(text)
+            except Exception as exc:
+                if os.environ.get("COACHBOT_DEBUG"):
+                    raise
+                console.print(f"[red]The customer could not answer ({type(exc).__name__}).[/]")
+                continue
+            console.print(
+                f"[bold red]{name}>[/] {turn.customer}  [dim](anger {turn.state.anger}/10)[/]",
+                highlight=False,
+            )
+    transcript = sim.end()
+    card = _guard(lambda: score_transcript(transcript, sim.guidance), as_json)
+    if save is not None:
+        save.write_text(transcript.model_dump_json(indent=2))
+    if as_json:
+        _print_json(
+            {
+                "ok": True,
+                "scenario": sim.scenario.id,
+                "difficulty": difficulty,
+                "seed": seed,
+                "opening_line": sim.scenario.opening_line,
+                "turns": [_turn_json(t) for t in transcript.turns],
+                "outcome": transcript.outcome,
+                "hints": [h.model_dump() for h in transcript.hints],
+                "scorecard": card.model_dump(),
+            }
+        )
+        return
+    console.rule(f"Outcome: {transcript.outcome}")
+    console.print(format_scorecard(card), highlight=False)
+
+
+@app.command()
+def score(
+    transcript_file: Annotated[Path, typer.Argument(help="A transcript JSON (roleplay --save).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """The debrief scorecard for a saved role-play transcript."""
+    from pydantic import ValidationError
+
+    from bot.customer import Transcript
+    from bot.guidance import default_engine
+    from bot.scoring import format_scorecard, score_transcript
+
+    def run() -> None:
+        try:
+            transcript = Transcript.model_validate_json(transcript_file.read_text("utf-8"))
+        except OSError as exc:
+            raise CoachbotError(f"cannot read {transcript_file}: {exc.strerror}") from exc
+        except (ValidationError, ValueError) as exc:
+            first = str(exc).splitlines()
+            raise CoachbotError(
+                f"{transcript_file} is not a coachbot transcript: {' '.join(first[:3])[:200]}"
+            ) from exc
+        engine = default_engine(get_settings().knowledge_dir / "guidance.yaml")
+        card = score_transcript(transcript, engine)
+        if as_json:
+            _print_json({"ok": True, "scorecard": card.model_dump()})
+        else:
+            console.print(format_scorecard(card), highlight=False)
+
+    _guard(run, as_json)
+
+
 @app.command()
 def doctor(as_json: JsonFlag = False) -> None:
     """Check the model, llama.cpp, embeddings, tiktoken, the index and the API; say how to fix."""

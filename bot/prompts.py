@@ -21,17 +21,17 @@ def _environment(prompts_dir: Path) -> jinja2.Environment:
     )
 
 
-def render_prompt(name: str, prompts_dir: Path | None = None, **variables: object) -> str:
-    """Render ``prompts/<name>`` with ``variables``; errors name the file and the variable."""
+def render_prompt(template: str, prompts_dir: Path | None = None, **variables: object) -> str:
+    """Render ``prompts/<template>`` with ``variables``; errors name the file and the variable."""
     directory = (prompts_dir or get_settings().prompts_dir).resolve()
     try:
-        template = _environment(directory).get_template(name)
-        return template.render(**variables).strip()
+        loaded = _environment(directory).get_template(template)
+        return loaded.render(**variables).strip()
     except jinja2.TemplateNotFound as exc:
-        raise DataValidationError(f"prompt file not found: {directory / name}") from exc
+        raise DataValidationError(f"prompt file not found: {directory / template}") from exc
     except jinja2.UndefinedError as exc:
-        raise DataValidationError(f"prompt {directory / name}: {exc.message}") from exc
+        raise DataValidationError(f"prompt {directory / template}: {exc.message}") from exc
     except jinja2.TemplateSyntaxError as exc:
         raise DataValidationError(
-            f"prompt {directory / name}, line {exc.lineno}: {exc.message}"
+            f"prompt {directory / template}, line {exc.lineno}: {exc.message}"
         ) from exc

@@ -1,0 +1,142 @@
+"""Role-play scenarios: data files in ``prompts/scenarios/*.yaml``, validated on load.
+
+Trainers add a scenario by dropping a file there; a broken file is reported with its name and
+the field at fault, and the other scenarios still load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.errors import DataValidationError
+
+Difficulty = Literal["easy", "medium", "hard"]
+DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
+Beat = Literal[
+    "gripe", "escalate", "soften", "reveal", "consider_offer", "accept", "reject_offer", "leave"
+]
+BEATS: tuple[str, ...] = Beat.__args__  # type: ignore[attr-defined]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Persona(_Strict):
+    name: str = Field(min_length=1, max_length=40)
+    situation: str = Field(min_length=10)
+    way_of_speaking: str = Field(min_length=5)
+
+
+class HiddenIssue(_Strict):
+    summary: str = Field(min_length=10, description="The real bone of contention, said last.")
+    reveal_line: str = Field(min_length=10, description="How the customer finally says it.")
+
+
+class FairResolution(_Strict):
+    summary: str = Field(min_length=10)
+    offer_keywords: list[str] = Field(
+        min_length=1, description="Words that show the trainee offered something concrete."
+    )
+
+
+class DifficultyPreset(_Strict):
+    start_anger: int = Field(ge=0, le=10)
+    patience: int = Field(ge=1, le=20, description="Turns without progress before they leave.")
+    heard_needed: int = Field(
+        ge=1, le=10, description="Good listening moves before they feel heard."
+    )
+
+
+class FallbackLines(_Strict):
+    """Trainer-written lines per beat, used when the model's line fails validation."""
+
+    gripe: list[str] = Field(default_factory=list)
+    escalate: list[str] = Field(min_length=1)
+    soften: list[str] = Field(min_length=1)
+    reveal: list[str] = Field(default_factory=list)
+    consider_offer: list[str] = Field(min_length=1)
+    accept: list[str] = Field(min_length=1)
+    reject_offer: list[str] = Field(min_length=1)
+    leave: list[str] = Field(min_length=1)
+
+
+class Scenario(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{2,60}$")
+    title: str = Field(min_length=3)
+    summary: str = Field(min_length=10)
+    customer: Persona
+    wants: str = Field(min_length=5)
+    surface_complaints: list[str] = Field(min_length=1, max_length=5)
+    hidden_issue: HiddenIssue
+    customer_partly_wrong: str | None = None
+    fair_resolution: FairResolution
+    opening_line: str = Field(min_length=5)
+    difficulty: dict[Difficulty, DifficultyPreset]
+    fallback_lines: FallbackLines
+    max_turns: int = Field(12, ge=4, le=40)
+
+    @field_validator("difficulty")
+    @classmethod
+    def _all_difficulties(
+        cls, value: dict[Difficulty, DifficultyPreset]
+    ) -> dict[Difficulty, DifficultyPreset]:
+        missing = [d for d in DIFFICULTIES if d not in value]
+        if missing:
+            raise ValueError(f"missing presets {missing}")
+        return value
+
+
+@dataclass(frozen=True)
+class ScenarioProblem:
+    path: str
+    reason: str
+
+
+def _field_path(loc: tuple[object, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Load one scenario file; errors name the file and the field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataValidationError(f"{path}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise DataValidationError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataValidationError(f"{path}: expected a mapping of scenario fields")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise DataValidationError(
+            f"{path}: field '{_field_path(first['loc'])}': {first['msg']}{more}"
+        ) from exc
+
+
+def load_scenarios(directory: Path) -> tuple[dict[str, Scenario], list[ScenarioProblem]]:
+    """All valid scenarios by id, and the files that could not be used."""
+    scenarios: dict[str, Scenario] = {}
+    problems: list[ScenarioProblem] = []
+    for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
+        try:
+            scenario = load_scenario(path)
+        except DataValidationError as exc:
+            problems.append(ScenarioProblem(path.name, str(exc)))
+            continue
+        if scenario.id in scenarios:
+            problems.append(ScenarioProblem(path.name, f"duplicate scenario id {scenario.id!r}"))
+            continue
+        scenarios[scenario.id] = scenario
+    return scenarios, problems
