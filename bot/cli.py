@@ -398,6 +398,56 @@ def score(
 
 
 @app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="What the agent needs help with right now.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=10, help="Passages to retrieve.")] = 4,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ask the coach what to say right now: Say / Why / Avoid, with cited passages."""
+    from bot.coach import Coach
+    from bot.guidance import default_engine
+    from bot.knowledge import KnowledgeIndex
+    from bot.llm import make_chat_model
+
+    def run() -> None:
+        settings = get_settings()
+        engine = default_engine(settings.knowledge_dir / "guidance.yaml")
+        engine.warm_up()
+        coach = Coach(make_chat_model(settings), KnowledgeIndex(settings), engine, k=k)
+        final = None
+        for event in coach.stream(question):
+            if event.type == "citations" and not as_json and event.citations:
+                names = ", ".join(
+                    f"[{c.number}] {c.metadata.get('title')}" for c in event.citations
+                )
+                console.print(f"[dim]sources: {names}[/]", highlight=False)
+            elif event.type == "token" and not as_json:
+                console.print(event.text, end="", highlight=False, markup=False)
+            elif event.type == "restart" and not as_json:
+                console.print("\n[yellow](rewording: the first suggestion broke the guidance)[/]")
+            elif event.type == "answer":
+                final = event.answer
+        assert final is not None
+        if as_json:
+            _print_json({"ok": True, **final.model_dump()})
+            return
+        console.print()
+        console.rule()
+        console.print(final.answer, highlight=False)
+        for c in final.citations:
+            meta = c.metadata
+            console.print(
+                f"[bold][{c.number}][/] {meta.get('title')} — {meta.get('section')} "
+                f"[dim]({meta.get('origin')})[/]\n    {c.text[:300]}",
+                highlight=False,
+            )
+        if final.flags:
+            console.print(f"[dim]flags: {', '.join(final.flags)}[/]")
+
+    _guard(run, as_json)
+
+
+@app.command()
 def doctor(as_json: JsonFlag = False) -> None:
     """Check the model, llama.cpp, embeddings, tiktoken, the index and the API; say how to fix."""
     from bot.doctor import run_checks

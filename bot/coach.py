@@ -1,0 +1,365 @@
+"""The coach for agents mid-shift: short, fast answers grounded in the articles, with citations.
+
+Flow for a question:
+
+1. clean it; a follow-up ("and if that doesn't work?") is rewritten with the previous question
+   before retrieving;
+2. retrieve passages; a company-specific fact (a refund window, a price) or an off-topic request
+   that the knowledge base does not cover is declined plainly, with no model call;
+3. keep only the sentences most relevant to the question (a compact prompt: the model's prefill
+   time is most of the wait on a CPU), each labelled with its passage number;
+4. the model writes "Say: ... / Why: ... [n]" after a static system prompt (its KV state is
+   reused across questions); the cited passages are known before the first token;
+5. code enforces grounding: citations must point to the passages shown (others are removed and
+   the answer is flagged), the suggested wording goes through the guidance engine and is
+   regenerated if it contains an avoid-behaviour, and the Avoid line comes from the catalogue.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+
+from bot.guidance import GuidanceEngine, split_sentences
+from bot.inputs import clean_user_text
+from bot.knowledge.index import RetrievedChunk
+from bot.prompts import render_prompt
+
+# Questions about facts only the company knows: the articles cannot answer them.
+_COMPANY_FACT = re.compile(
+    r"\b((refund|return|returns|cancellation|warranty|guarantee|cooling[- ]off|delivery|"
+    r"replacement|repair|compensation|price|pricing|fee|discount|voucher)\s+"
+    r"(window|period|policy|amount|time|times|limit|rules?|terms|cost|value|code|number)|"
+    r"how (many|much|long)\b[^?]{0,40}\b(days?|weeks?|hours?|months?|pounds?|dollars?|euros?|"
+    r"cost|compensation|refund|take|get)|phone number|opening hours|what time (do|does) we|"
+    r"our (policy|policies|terms) (on|for|about)|am i allowed to (give|offer|refund)|"
+    r"(what|which) (is|'s) (the|our) (number|email|address|extension|price|policy))\b",
+    re.I,
+)
+_FOLLOW_UP = re.compile(
+    r"^\s*(and|but|so|or|also|then|what if|what about|how about|ok(ay)?|if so)\b|"
+    r"\b(that|this|it|they|them|those|instead|else|again|then|still)\b",
+    re.I,
+)
+
+DECLINE = (
+    "The guidance I have doesn't cover that{what}. It is about handling upset customers, not "
+    "your company's policies or facts, so I won't guess. Check your policy pages or ask your "
+    "team lead."
+)
+
+
+class Citation(BaseModel):
+    number: int
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class CoachAnswer(BaseModel):
+    question: str
+    retrieval_query: str
+    answer: str
+    say: str = ""
+    why: str = ""
+    avoid: str | None = None
+    avoid_behaviour: str | None = None
+    avoid_source: dict[str, Any] | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    grounded: bool = False
+    out_of_scope: bool = False
+    flags: list[str] = Field(default_factory=list)
+    notices: list[str] = Field(default_factory=list)
+    attempts: int = 0
+    first_token_s: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class CoachEvent:
+    """What a streaming interface shows: citations first, then tokens, then the final answer."""
+
+    type: Literal["citations", "token", "restart", "answer"]
+    text: str = ""
+    citations: list[Citation] | None = None
+    answer: CoachAnswer | None = None
+
+
+def rewrite_query(question: str, history: list[dict[str, str]] | None) -> tuple[str, str | None]:
+    """(retrieval query, earlier question used as context) for a possibly follow-up question."""
+    earlier = [m["content"] for m in history or [] if m.get("role") == "user" and m.get("content")]
+    if not earlier:
+        return question, None
+    short = len(question.split()) <= 10
+    if short or _FOLLOW_UP.search(question):
+        return f"{earlier[-1]} {question}", earlier[-1]
+    return question, None
+
+
+_CITATION = re.compile(r"\[(\d+)\]")
+_SAY = re.compile(r"^[\W_]*say[*_]*\s*:[*_]*\s*(.*)$", re.I)
+_WHY = re.compile(r"^[\W_]*why[*_]*\s*:[*_]*\s*(.*)$", re.I)
+
+
+def parse_answer(text: str) -> tuple[str, str]:
+    """(say, why) from the model's "Say: ... / Why: ..." text, tolerant of small deviations."""
+    say_lines: list[str] = []
+    why_lines: list[str] = []
+    current: list[str] | None = None
+    for raw in text.strip().splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if m := _SAY.match(line):
+            current = say_lines
+            line = m.group(1)
+        elif m := _WHY.match(line):
+            current = why_lines
+            line = m.group(1)
+        elif re.match(r"^\W*avoid\W*:", line, re.I):
+            current = None
+            continue
+        elif current is None:
+            current = say_lines
+        if current is not None and line:
+            current.append(line)
+    say = " ".join(say_lines).strip().strip('"“”')
+    why = " ".join(why_lines).strip()
+    return say, why
+
+
+def enforce_citations(why: str, n_passages: int) -> tuple[str, list[int], bool]:
+    """Keep citations that point to the passages shown; (cleaned text, numbers, removed any)."""
+    valid: list[int] = []
+    removed = False
+
+    def keep(match: re.Match[str]) -> str:
+        nonlocal removed
+        number = int(match.group(1))
+        if 1 <= number <= n_passages:
+            if number not in valid:
+                valid.append(number)
+            return match.group(0)
+        removed = True
+        return ""
+
+    cleaned = _CITATION.sub(keep, why)
+    cleaned = re.sub(r"\s+(?:(?:and|or|,)\s*)*([.,;])", r"\1", cleaned)
+    cleaned = re.sub(r"\s{2,}", " ", cleaned).strip()
+    return cleaned, valid, removed
+
+
+class Coach:
+    """Answers agents' questions from the knowledge index."""
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        index: Any,  # KnowledgeIndex (anything with .search(query, k) -> list[RetrievedChunk])
+        guidance: GuidanceEngine,
+        k: int = 4,
+        min_score: float = 0.18,
+        max_context_sentences: int = 3,
+        max_attempts: int = 2,
+    ) -> None:
+        self.model = model
+        self.index = index
+        self.guidance = guidance
+        self.k = k
+        self.min_score = min_score
+        self.max_context_sentences = max_context_sentences
+        self.max_attempts = max_attempts
+        self.system_prompt = render_prompt("coach_system.md")
+
+    # ---- retrieval and context
+    def retrieve(self, query: str) -> list[RetrievedChunk]:
+        return self.index.search(query, k=self.k)
+
+    def out_of_scope_reason(self, question: str, hits: list[RetrievedChunk]) -> str | None:
+        """Why the knowledge base can't answer, or None when it can."""
+        own_docs = [
+            h for h in hits if not str(h.metadata.get("doc_id", "")).startswith("articles/")
+        ]
+        if _COMPANY_FACT.search(question) and not any(h.score >= 0.5 for h in own_docs):
+            return "company"
+        if not hits or hits[0].score < self.min_score:
+            return "off_topic"
+        return None
+
+    def _select_context(
+        self, query: str, hits: list[RetrievedChunk]
+    ) -> tuple[list[Citation], list[dict[str, Any]]]:
+        """Citations (the passages used) and the compact numbered context shown to the model."""
+        candidates: list[tuple[int, str]] = []
+        for rank, hit in enumerate(hits):
+            for start, end in split_sentences(hit.text):
+                sentence = hit.text[start:end].strip()
+                if len(sentence.split()) >= 5:
+                    candidates.append((rank, sentence))
+        if not candidates:
+            return [], []
+        embedder = self.guidance.embeddings or self.index.embeddings
+        vectors = np.asarray(embedder.embed_documents([query] + [c[1] for c in candidates]))
+        sims = vectors[1:] @ vectors[0]
+        sims = sims + np.array([0.02 * (len(hits) - rank) for rank, _ in candidates])  # rank prior
+        chosen = sorted(np.argsort(-sims)[: self.max_context_sentences].tolist())
+        ranks_used: list[int] = []
+        for i in sorted(chosen, key=lambda j: candidates[j][0]):
+            if candidates[i][0] not in ranks_used:
+                ranks_used.append(candidates[i][0])
+        number_of = {rank: n for n, rank in enumerate(ranks_used, start=1)}
+        citations = [
+            Citation(
+                number=number_of[rank],
+                text=hits[rank].text,
+                score=round(hits[rank].score, 4),
+                metadata=hits[rank].metadata,
+            )
+            for rank in ranks_used
+        ]
+        grouped: dict[int, list[str]] = {}
+        for i in chosen:
+            rank, sentence = candidates[i]
+            grouped.setdefault(number_of[rank], []).append(sentence)
+        context = [{"number": n, "text": " ".join(s)} for n, s in sorted(grouped.items())]
+        return citations, context
+
+    def _avoid_for(
+        self, question: str, say: str
+    ) -> tuple[str | None, str | None, dict[str, Any] | None]:
+        """The trigger most relevant to the question, from the catalogue (code, not the model)."""
+        catalogue = self.guidance.catalogue
+        candidate = None
+        for behaviour in catalogue.behaviours:
+            if behaviour.kind == "avoid" and any(
+                re.search(p, question, re.I) for p in behaviour.patterns
+            ):
+                candidate = behaviour
+                break
+        if candidate is None and self.guidance._classifier is not None:
+            probs = self.guidance._classifier.predict_proba(self.guidance._embed([question]))[0]
+            avoid_idx = [i for i, b in enumerate(catalogue.behaviours) if b.kind == "avoid"]
+            best = max(avoid_idx, key=lambda i: probs[i])
+            if probs[best] >= 0.25:
+                candidate = catalogue.behaviours[best]
+        if candidate is None:
+            return None, None, None
+        text = f"{candidate.name}. {candidate.why}"
+        source = {"origin": candidate.source.origin, "quote": candidate.source.quote}
+        return text, candidate.id, source
+
+    # ---- answering
+    def stream(
+        self, question: str, history: list[dict[str, str]] | None = None
+    ) -> Iterator[CoachEvent]:
+        """Answer ``question``; yields citations, tokens (and restarts), then the answer."""
+        started = time.perf_counter()
+        cleaned = clean_user_text(question, max_tokens=200, count_tokens=None)
+        text = cleaned.text
+        query, context_question = rewrite_query(text, history)
+        hits = self.retrieve(query)
+        reason = self.out_of_scope_reason(text, hits)
+        if reason is not None:
+            what = " (a company-specific fact)" if reason == "company" else ""
+            message = DECLINE.format(what=what)
+            answer = CoachAnswer(
+                question=text,
+                retrieval_query=query,
+                answer=message,
+                out_of_scope=True,
+                grounded=True,
+                flags=[f"out_of_scope:{reason}"],
+                notices=cleaned.notices,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+            yield CoachEvent("citations", citations=[])
+            yield CoachEvent("token", text=message)
+            yield CoachEvent("answer", answer=answer)
+            return
+
+        citations, context = self._select_context(query, hits)
+        yield CoachEvent("citations", citations=citations)
+        prompt = render_prompt(
+            "coach_question.md", passages=context, question=text, context=context_question
+        )
+        messages = [SystemMessage(self.system_prompt), HumanMessage(prompt)]
+        flags: list[str] = []
+        first_token: float | None = None
+        say = why = raw = ""
+        attempts = 0
+        for attempt in range(1, self.max_attempts + 1):
+            attempts = attempt
+            if attempt > 1:
+                yield CoachEvent("restart")
+            parts: list[str] = []
+            for chunk in self.model.stream(
+                messages, max_tokens=110, seed=attempt, temperature=0.3 + 0.3 * (attempt - 1)
+            ):
+                piece = str(chunk.content)
+                if piece:
+                    if first_token is None:
+                        first_token = time.perf_counter() - started
+                    parts.append(piece)
+                    yield CoachEvent("token", text=piece)
+            raw = "".join(parts)
+            say, why = parse_answer(raw)
+            say = _CITATION.sub("", say).strip()
+            triggers = [d for d in self.guidance.detect(say) if d.kind == "avoid"] if say else []
+            if say and not triggers:
+                break
+            flags.append(
+                "say_regenerated:" + ",".join(d.behaviour_id for d in triggers)
+                if triggers
+                else "say_missing"
+            )
+        else:
+            say = self._safe_say(text)
+            flags.append("say_replaced_from_catalogue")
+
+        why, cited, removed = enforce_citations(why, len(citations))
+        if removed:
+            flags.append("invalid_citation_removed")
+        if not cited:
+            flags.append("uncited")
+        avoid, avoid_id, avoid_source = self._avoid_for(text, say)
+        answer_text = f"Say: {say}\nWhy: {why}" + (f"\nAvoid: {avoid}" if avoid else "")
+        answer = CoachAnswer(
+            question=text,
+            retrieval_query=query,
+            answer=answer_text,
+            say=say,
+            why=why,
+            avoid=avoid,
+            avoid_behaviour=avoid_id,
+            avoid_source=avoid_source,
+            citations=citations,
+            grounded=bool(cited) and not removed,
+            flags=flags,
+            notices=cleaned.notices,
+            attempts=attempts,
+            first_token_s=round(first_token, 3) if first_token is not None else None,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        yield CoachEvent("answer", answer=answer)
+
+    def _safe_say(self, question: str) -> str:
+        """A catalogue phrasing of the most fitting do-behaviour (used when the model fails)."""
+        behaviour = self.guidance.catalogue.get("validate_feelings")
+        return behaviour.examples[0]
+
+    def ask(self, question: str, history: list[dict[str, str]] | None = None) -> CoachAnswer:
+        """Answer ``question`` (non-streaming)."""
+        final: CoachAnswer | None = None
+        for event in self.stream(question, history):
+            if event.type == "answer":
+                final = event.answer
+        assert final is not None
+        return final

@@ -1,0 +1,193 @@
+"""The coach: grounding enforced by code (fake model, real retrieval on the articles)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from typer.testing import CliRunner
+
+from bot import cli
+from bot.coach import Coach, enforce_citations, parse_answer, rewrite_query
+from bot.config import PROJECT_ROOT
+from bot.guidance import default_engine
+from bot.knowledge import KnowledgeIndex
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    from .conftest import ARTICLES_DIR, make_settings
+
+    tmp = tmp_path_factory.mktemp("coach")
+    import shutil
+
+    shutil.copytree(ARTICLES_DIR, tmp / "knowledge" / "articles")
+    idx = KnowledgeIndex(make_settings(tmp))
+    idx.ingest()
+    return idx
+
+
+class CountingModel(FakeListChatModel):
+    """A fake chat model that records how often it was called."""
+
+    calls: int = 0
+
+    def _call(self, *args, **kwargs):
+        self.calls += 1
+        return super()._call(*args, **kwargs)
+
+
+def coach_with(responses, index, engine):
+    return Coach(CountingModel(responses=responses), index, engine)
+
+
+GOOD = (
+    "Say: You have every right to be upset, and I'm sorry your parcel arrived broken.\n"
+    "Why: Validating their feelings helps them feel heard [1]."
+)
+
+
+def test_answer_shape_and_citations(index, engine):
+    answer = coach_with([GOOD], index, engine).ask("The customer is shouting about a broken parcel")
+    assert answer.say.startswith("You have every right")
+    assert answer.why.endswith("[1].") and answer.grounded
+    assert answer.citations and answer.citations[0].number == 1
+    meta = answer.citations[0].metadata
+    assert {"title", "origin", "section"} <= meta.keys() and answer.citations[0].text
+    assert answer.answer.startswith("Say: ") and "\nWhy: " in answer.answer
+    assert not answer.out_of_scope
+
+
+def test_invalid_citations_are_removed_and_flagged(index, engine):
+    bad = "Say: I hear you, tell me what happened.\nWhy: Listening helps [1] and [9]."
+    answer = coach_with([bad], index, engine).ask("How do I get them to open up?")
+    assert "[9]" not in answer.why and "[1]" in answer.why
+    assert "invalid_citation_removed" in answer.flags and not answer.grounded
+
+
+def test_uncited_answer_is_not_grounded(index, engine):
+    answer = coach_with(["Say: I hear you.\nWhy: Because it works."], index, engine).ask(
+        "How do I show I'm listening?"
+    )
+    assert "uncited" in answer.flags and not answer.grounded
+
+
+def test_trigger_in_suggested_wording_is_regenerated(index, engine):
+    responses = ["Say: Please calm down, sir.\nWhy: It helps [1].", GOOD]
+    coach = coach_with(responses, index, engine)
+    events = list(coach.stream("He's yelling at me, what do I do?"))
+    answer = events[-1].answer
+    assert "calm down" not in answer.say.lower()
+    assert answer.attempts == 2 and any(f.startswith("say_regenerated") for f in answer.flags)
+    assert any(e.type == "restart" for e in events)
+
+
+def test_persistent_trigger_is_replaced_from_the_catalogue(index, engine):
+    bad = "Say: As I told you, calm down.\nWhy: It helps [1]."
+    answer = coach_with([bad, bad], index, engine).ask("He keeps repeating himself")
+    triggers = [d for d in engine.detect(answer.say) if d.kind == "avoid"]
+    assert not triggers and "say_replaced_from_catalogue" in answer.flags
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What's our refund window?",
+        "How many days does a replacement take to arrive?",
+        "What is the compensation amount for a cancelled flight?",
+        "Write me a poem about cats",
+        "Help me fix my Python code, it throws a KeyError",
+    ],
+)
+def test_out_of_scope_is_declined_without_calling_the_model(index, engine, question):
+    coach = coach_with([GOOD], index, engine)
+    answer = coach.ask(question)
+    assert answer.out_of_scope and not answer.citations
+    assert "doesn't cover" in answer.answer
+    assert coach.model.calls == 0
+
+
+def test_own_policy_document_makes_a_company_question_answerable(tmp_path, engine):
+    from .conftest import make_settings
+
+    (tmp_path / "knowledge").mkdir()
+    (tmp_path / "knowledge" / "refunds.md").write_text(
+        "# Refund policy\n\nOur refund window is 30 days from delivery for unused items.\n"
+    )
+    idx = KnowledgeIndex(make_settings(tmp_path))
+    idx.ingest()
+    coach = Coach(CountingModel(responses=[GOOD]), idx, engine)
+    assert not coach.out_of_scope_reason("What's our refund window?", idx.search("refund window"))
+
+
+def test_citations_are_known_before_the_first_token(index, engine):
+    events = list(coach_with([GOOD], index, engine).stream("How do I apologise properly?"))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "citations" and events[0].citations
+    assert kinds.index("citations") < kinds.index("token")
+    assert kinds[-1] == "answer"
+
+
+def test_follow_up_is_rewritten_with_the_history():
+    history = [
+        {"role": "user", "content": "The customer keeps repeating the same complaint"},
+        {"role": "assistant", "content": "Say: ..."},
+    ]
+    query, context = rewrite_query("and if that doesn't work?", history)
+    assert query.startswith("The customer keeps repeating") and context
+    assert (
+        rewrite_query("How should I phrase an apology for a late delivery to a customer?", [])[1]
+        is None
+    )
+
+
+def test_avoid_comes_from_the_catalogue(index, engine):
+    answer = coach_with([GOOD], index, engine).ask("Can I tell him to calm down?")
+    assert answer.avoid_behaviour == "tell_to_calm_down"
+    assert answer.avoid_source["origin"] == "000_de7749b5180952da.txt"
+    assert "Avoid: " in answer.answer
+
+
+def test_parse_is_tolerant():
+    assert parse_answer("**Say:** Hello there.\n**Why:** Because [2].") == (
+        "Hello there.",
+        "Because [2].",
+    )
+    assert parse_answer("I hear you.\nWhy: listening [1]") == ("I hear you.", "listening [1]")
+    assert enforce_citations("a [1] b [5].", 2) == ("a [1] b.", [1], True)
+
+
+def test_cli_ask_json(index, engine, monkeypatch):
+    monkeypatch.setattr(
+        "bot.llm.make_chat_model", lambda settings, **kw: FakeListChatModel(responses=[GOOD])
+    )
+    monkeypatch.setattr("bot.knowledge.KnowledgeIndex", lambda settings: index)
+    result = CliRunner().invoke(cli.app, ["ask", "He is shouting about his parcel", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("answer", "say", "why", "avoid", "citations", "grounded", "out_of_scope"):
+        assert key in data
+    assert data["citations"][0]["metadata"]["origin"].endswith(".txt")
+
+
+def test_cli_ask_empty_question_is_one_line_error():
+    result = CliRunner().invoke(cli.app, ["ask", "   "])
+    assert result.exit_code == 1 and "empty" in result.stderr
+
+
+@pytest.mark.integration
+def test_real_model_answer_is_grounded(index, engine):
+    from bot.config import Settings
+    from bot.llm import make_chat_model
+
+    coach = Coach(make_chat_model(Settings(_env_file=None)), index, engine)
+    answer = coach.ask("The customer says this is the third time she's called, what do I say?")
+    assert answer.say and not [d for d in engine.detect(answer.say) if d.kind == "avoid"]
+    assert all(1 <= c.number <= len(answer.citations) for c in answer.citations)
+    assert not answer.out_of_scope
