@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.errors import DataValidationError
+from bot.datafiles import load_yaml_model
 
 Kind = Literal["do", "avoid"]
 CLASSIFIER_VERSION = "softmax-1"
@@ -103,33 +102,9 @@ class GuidanceCatalogue(BaseModel):
         return [b.id for b in self.behaviours]
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(top level)"
-
-
 def load_catalogue(path: Path) -> GuidanceCatalogue:
     """Load and validate a catalogue; errors name the file and the field."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataValidationError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise DataValidationError(f"{path}: not UTF-8 text") from exc
-    except yaml.YAMLError as exc:
-        raise DataValidationError(f"{path}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DataValidationError(f"{path}: expected a mapping with 'behaviours'")
-    try:
-        return GuidanceCatalogue.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise DataValidationError(
-            f"{path}: field '{_field_path(first['loc'])}': {first['msg']}{more}"
-        ) from exc
+    return load_yaml_model(path, GuidanceCatalogue, "catalogue fields with 'behaviours'")
 
 
 # --------------------------------------------------------------------------- detection

@@ -7,9 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from bot.datafiles import field_path, read_yaml
 from bot.errors import DataValidationError
 from bot.guidance import GuidanceEngine
 
@@ -23,9 +23,10 @@ class LabelledLine(BaseModel):
 def load_labelled(path: Path, known_ids: set[str]) -> list[LabelledLine]:
     """Load a labelled set; every expected id must exist in the catalogue."""
     try:
-        lines = TypeAdapter(list[LabelledLine]).validate_python(yaml.safe_load(path.read_text()))
-    except (ValidationError, yaml.YAMLError) as exc:
-        raise DataValidationError(f"{path}: {exc}") from exc
+        lines = TypeAdapter(list[LabelledLine]).validate_python(read_yaml(path))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DataValidationError(f"{path}: {field_path(first['loc'])}: {first['msg']}") from exc
     for index, line in enumerate(lines):
         unknown = set(line.expect) - known_ids
         if unknown:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.datafiles import load_yaml_model
 from bot.errors import DataValidationError
 
 Difficulty = Literal["easy", "medium", "hard"]
@@ -98,31 +98,9 @@ class ScenarioProblem:
     reason: str
 
 
-def _field_path(loc: tuple[object, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def load_scenario(path: Path) -> Scenario:
     """Load one scenario file; errors name the file and the field."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataValidationError(f"{path}: cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise DataValidationError(f"{path}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DataValidationError(f"{path}: expected a mapping of scenario fields")
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise DataValidationError(
-            f"{path}: field '{_field_path(first['loc'])}': {first['msg']}{more}"
-        ) from exc
+    return load_yaml_model(path, Scenario, "scenario fields")
 
 
 def load_scenarios(directory: Path) -> tuple[dict[str, Scenario], list[ScenarioProblem]]:
