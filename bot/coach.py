@@ -28,7 +28,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from bot.guidance import GuidanceEngine, split_sentences
+from bot.guidance import GuidanceEngine, _content_words, split_sentences
 from bot.inputs import clean_user_text
 from bot.knowledge.index import RetrievedChunk
 from bot.prompts import render_prompt
@@ -41,7 +41,16 @@ _COMPANY_FACT = re.compile(
     r"how (many|much|long)\b[^?]{0,40}\b(days?|weeks?|hours?|months?|pounds?|dollars?|euros?|"
     r"cost|compensation|refund|take|get)|phone number|opening hours|what time (do|does) we|"
     r"our (policy|policies|terms) (on|for|about)|am i allowed to (give|offer|refund)|"
-    r"(what|which) (is|'s) (the|our) (number|email|address|extension|price|policy))\b",
+    r"(what|which)(\s+is|['’]s) (the|our) (number|email|address|extension|price|policy)|"
+    r"(number|email|extension|address) (for|of) (the )?\w+ (team|department|line))\b",
+    re.I,
+)
+# Words of the job: an in-scope question nearly always mentions the customer or the talk.
+_DOMAIN = re.compile(
+    r"\b(customer|client|caller|guest|passenger|member|user|he|she|they|him|her|them|his|their|"
+    r"angry|upset|furious|annoyed|frustrated|rude|shout\w*|yell\w*|scream\w*|complain\w*|"
+    r"apolog\w*|sorry|say|said|tell|phrase|word\w*|respond|reply|calm\w*|empath\w*|listen\w*|"
+    r"manager|transfer\w*|escalat\w*|refund|call|chat|conversation|vent\w*|blame|polic\w*)\b",
     re.I,
 )
 _FOLLOW_UP = re.compile(
@@ -111,6 +120,7 @@ _WHY = re.compile(r"^[\W_]*why[*_]*\s*:[*_]*\s*(.*)$", re.I)
 
 def parse_answer(text: str) -> tuple[str, str]:
     """(say, why) from the model's "Say: ... / Why: ..." text, tolerant of small deviations."""
+    text = re.sub(r"\s+(?=[*_]*(why|avoid)[*_]*\s*:)", "\n", text, flags=re.I)
     say_lines: list[str] = []
     why_lines: list[str] = []
     current: list[str] | None = None
@@ -134,6 +144,24 @@ def parse_answer(text: str) -> tuple[str, str]:
     say = " ".join(say_lines).strip().strip('"“”')
     why = " ".join(why_lines).strip()
     return say, why
+
+
+_ADVICE = re.compile(
+    r"^(you (should|can|could|need to|might|may|must)|it['’]?s (important|best|good)|try to|"
+    r"don['’]?t|do not|let (the|him|her|them)|tell (the|him|her|them)|explain|respond|acknowledge|"
+    r"ask (the|him|her|them))\b",
+    re.I,
+)
+_QUOTED_WORDS = re.compile(r"[\"“]([^\"“”]{12,})[\"”]")
+
+
+def spoken_words(say: str) -> str:
+    """The words to say: advice like 'You should say "..."' is reduced to the quoted words."""
+    if _ADVICE.match(say):
+        quoted = _QUOTED_WORDS.search(say)
+        if quoted:
+            return quoted.group(1).strip()
+    return say
 
 
 def enforce_citations(why: str, n_passages: int) -> tuple[str, list[int], bool]:
@@ -183,14 +211,21 @@ class Coach:
     def retrieve(self, query: str) -> list[RetrievedChunk]:
         return self.index.search(query, k=self.k)
 
-    def out_of_scope_reason(self, question: str, hits: list[RetrievedChunk]) -> str | None:
-        """Why the knowledge base can't answer, or None when it can."""
+    def out_of_scope_reason(
+        self, question: str, hits: list[RetrievedChunk], query: str | None = None
+    ) -> str | None:
+        """Why the knowledge base can't answer, or None when it can.
+
+        ``query`` is the retrieval query (a follow-up joined with the earlier question).
+        """
         own_docs = [
             h for h in hits if not str(h.metadata.get("doc_id", "")).startswith("articles/")
         ]
         if _COMPANY_FACT.search(question) and not any(h.score >= 0.5 for h in own_docs):
             return "company"
         if not hits or hits[0].score < self.min_score:
+            return "off_topic"
+        if not _DOMAIN.search(query or question) and hits[0].score < 0.35:
             return "off_topic"
         return None
 
@@ -266,7 +301,7 @@ class Coach:
         text = cleaned.text
         query, context_question = rewrite_query(text, history)
         hits = self.retrieve(query)
-        reason = self.out_of_scope_reason(text, hits)
+        reason = self.out_of_scope_reason(text, hits, query)
         if reason is not None:
             what = " (a company-specific fact)" if reason == "company" else ""
             message = DECLINE.format(what=what)
@@ -301,7 +336,11 @@ class Coach:
                 yield CoachEvent("restart")
             parts: list[str] = []
             for chunk in self.model.stream(
-                messages, max_tokens=110, seed=attempt, temperature=0.3 + 0.3 * (attempt - 1)
+                messages,
+                max_tokens=90,
+                seed=attempt,
+                temperature=0.3 + 0.3 * (attempt - 1),
+                stop=["\nAvoid", "\n\n\n", "Passages:"],
             ):
                 piece = str(chunk.content)
                 if piece:
@@ -311,24 +350,20 @@ class Coach:
                     yield CoachEvent("token", text=piece)
             raw = "".join(parts)
             say, why = parse_answer(raw)
-            say = _CITATION.sub("", say).strip()
-            triggers = [d for d in self.guidance.detect(say) if d.kind == "avoid"] if say else []
-            if say and not triggers:
+            say = spoken_words(_CITATION.sub("", say).strip())
+            problem = self._say_problem(say, text)
+            if problem is None:
                 break
-            flags.append(
-                "say_regenerated:" + ",".join(d.behaviour_id for d in triggers)
-                if triggers
-                else "say_missing"
-            )
+            flags.append(problem)
         else:
             say = self._safe_say(text)
             flags.append("say_replaced_from_catalogue")
+        say = say.strip().strip('"“”')
 
         why, cited, removed = enforce_citations(why, len(citations))
         if removed:
             flags.append("invalid_citation_removed")
-        if not cited:
-            flags.append("uncited")
+        why, cited = self._support_why(why, say, cited, citations, context, flags)
         avoid, avoid_id, avoid_source = self._avoid_for(text, say)
         answer_text = f"Say: {say}\nWhy: {why}" + (f"\nAvoid: {avoid}" if avoid else "")
         answer = CoachAnswer(
@@ -350,10 +385,62 @@ class Coach:
         )
         yield CoachEvent("answer", answer=answer)
 
+    def _say_problem(self, say: str, question: str) -> str | None:
+        """Why the suggested wording can't be handed to the agent, or None."""
+        if not say:
+            return "say_missing"
+        triggers = [d for d in self.guidance.detect(say, scoped=False) if d.kind == "avoid"]
+        if triggers:
+            return "say_regenerated:" + ",".join(d.behaviour_id for d in triggers)
+        mine, theirs = _content_words(say), _content_words(question)
+        # Reusing the customer's situation words is good; repeating the question back is not.
+        if len(mine) >= 5 and len(mine & theirs) >= 0.85 * len(mine):
+            return "say_echoes_question"
+        if _ADVICE.match(say):
+            return "say_is_advice_not_words"
+        return None
+
+    def _support_why(
+        self,
+        why: str,
+        say: str,
+        cited: list[int],
+        citations: list[Citation],
+        context: list[dict[str, Any]],
+        flags: list[str],
+    ) -> tuple[str, list[int]]:
+        """Make sure Why rests on a passage shown: cite the one that supports it, or quote one."""
+        if not citations:
+            return why, cited
+        embedder = self.guidance.embeddings or self.index.embeddings
+        if not why.strip(" .[]0123456789"):
+            # No reason given: quote the context sentence closest to the suggested wording.
+            texts = [c["text"] for c in context]
+            vectors = np.asarray(embedder.embed_documents([say or "", *texts]))
+            best = int(np.argmax(vectors[1:] @ vectors[0]))
+            flags.append("why_from_passage")
+            number = context[best]["number"]
+            return f"{texts[best]} [{number}]", [number]
+        if cited:
+            return why, cited
+        vectors = np.asarray(embedder.embed_documents([why, *[c.text for c in citations]]))
+        sims = vectors[1:] @ vectors[0]
+        best = int(np.argmax(sims))
+        if float(sims[best]) >= 0.45:
+            flags.append("citation_added_by_code")
+            number = citations[best].number
+            return f"{why.rstrip()} [{number}]", [number]
+        flags.append("uncited")
+        return why, cited
+
     def _safe_say(self, question: str) -> str:
-        """A catalogue phrasing of the most fitting do-behaviour (used when the model fails)."""
-        behaviour = self.guidance.catalogue.get("validate_feelings")
-        return behaviour.examples[0]
+        """A catalogue phrasing of the do-behaviour that answers the question's moment."""
+        from bot.customer import INSTEAD
+
+        _, avoid_id, _ = self._avoid_for(question, "")
+        target = INSTEAD.get(avoid_id or "", "validate_feelings")
+        examples = self.guidance.catalogue.get(target).examples
+        return min(examples[:12], key=len)
 
     def ask(self, question: str, history: list[dict[str, str]] | None = None) -> CoachAnswer:
         """Answer ``question`` (non-streaming)."""

@@ -366,14 +366,14 @@ class GuidanceEngine:
         self._ensure_index()
 
     # -- detection
-    def _pattern_hits(self, text: str) -> dict[str, Detection]:
+    def _pattern_hits(self, text: str, scoped: bool = True) -> dict[str, Detection]:
         found: dict[str, Detection] = {}
         for behaviour in self.catalogue.behaviours:
             for pattern in self._patterns[behaviour.id]:
                 for match in pattern.finditer(text):
                     if match.end() == match.start():
                         continue
-                    if scope_blocked(text, match.start(), match.end(), behaviour.id):
+                    if scoped and scope_blocked(text, match.start(), match.end(), behaviour.id):
                         continue
                     found.setdefault(
                         behaviour.id,
@@ -394,7 +394,7 @@ class GuidanceEngine:
         return found
 
     def _semantic_hits(
-        self, text: str, skip: set[str], pattern_hits: list[Detection]
+        self, text: str, skip: set[str], pattern_hits: list[Detection], scoped: bool = True
     ) -> dict[str, Detection]:
         self._ensure_index()
         if self._classifier is None:
@@ -416,7 +416,7 @@ class GuidanceEngine:
             if behaviour.id in skip:
                 continue
             if behaviour.kind == "avoid":
-                if unit_blocked(text, start, end, behaviour.id):
+                if scoped and unit_blocked(text, start, end, behaviour.id):
                     continue
                 if any(h.kind == "do" and h.start < end and start < h.end for h in pattern_hits):
                     continue  # a precise pattern already says what this part of the line does
@@ -468,12 +468,18 @@ class GuidanceEngine:
                 }
         return {}
 
-    def detect(self, text: str, context: DetectionContext | None = None) -> list[Detection]:
-        """Behaviours the line shows, most confident first (one detection per behaviour)."""
+    def detect(
+        self, text: str, context: DetectionContext | None = None, scoped: bool = True
+    ) -> list[Detection]:
+        """Behaviours the line shows, most confident first (one detection per behaviour).
+
+        ``scoped=False`` ignores the quotation / negation / reporting rules: for wording that
+        will be handed to someone to say, where even a quoted trigger must not appear.
+        """
         if not text or not text.strip():
             return []
-        found = self._pattern_hits(text)
-        semantic = self._semantic_hits(text, set(found), list(found.values()))
+        found = self._pattern_hits(text, scoped)
+        semantic = self._semantic_hits(text, set(found), list(found.values()), scoped)
         for extra in (self._context_hits(text, context), semantic):
             for key, value in extra.items():
                 found.setdefault(key, value)

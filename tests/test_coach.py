@@ -191,3 +191,41 @@ def test_real_model_answer_is_grounded(index, engine):
     assert answer.say and not [d for d in engine.detect(answer.say) if d.kind == "avoid"]
     assert all(1 <= c.number <= len(answer.citations) for c in answer.citations)
     assert not answer.out_of_scope
+
+
+def test_inline_why_is_split_from_say():
+    assert parse_answer("Say: I hear you. Why: Listening helps [1].") == (
+        "I hear you.",
+        "Listening helps [1].",
+    )
+
+
+def test_recommending_a_quoted_trigger_is_rejected(index, engine):
+    bad = "Say: You can say 'as I already explained' to him.\nWhy: It is clear [1]."
+    answer = coach_with([bad, GOOD], index, engine).ask("He asks the same thing again")
+    assert "already explained" not in answer.say
+    assert any(f.startswith("say_regenerated:as_i_told_you") for f in answer.flags)
+
+
+def test_echoing_the_question_is_rejected(index, engine):
+    question = "The customer keeps shouting about the broken parcel delivery today"
+    echo = f"Say: {question}\nWhy: Listening helps [1]."
+    answer = coach_with([echo, GOOD], index, engine).ask(question)
+    assert "say_echoes_question" in answer.flags and answer.say.startswith("You have every")
+
+
+def test_missing_reason_is_quoted_from_a_passage(index, engine):
+    answer = coach_with(["Say: I'm sorry your parcel came broken.\nWhy:"], index, engine).ask(
+        "How do I apologise for a broken parcel?"
+    )
+    assert "why_from_passage" in answer.flags and answer.grounded
+    number = int(answer.why.rsplit("[", 1)[1].rstrip("]"))
+    assert answer.why.split(" [")[0] in answer.citations[number - 1].text
+
+
+def test_supported_reason_without_a_number_gets_its_citation(index, engine):
+    why = "A specific, genuine apology works, while a generic one may negate progress."
+    answer = coach_with(
+        [f"Say: I'm sorry the parcel arrived broken.\nWhy: {why}"], index, engine
+    ).ask("Is sorry for any inconvenience ok to say?")
+    assert "citation_added_by_code" in answer.flags and answer.grounded
