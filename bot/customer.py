@@ -595,16 +595,20 @@ class CustomerSimulator:
         return fallback, self.max_attempts, True, first_token
 
     def _fallback(self, beat: str) -> str:
+        """A trainer-written line for the beat, not one the customer has already said."""
         lines = self.scenario.fallback_lines
         if beat == "gripe":
-            options = lines.gripe or [
-                self.scenario.surface_complaints[max(0, self.state.gripes_aired - 1)]
-            ]
+            current = self.scenario.surface_complaints[max(0, self.state.gripes_aired - 1)]
+            options = [current, *lines.gripe]
         elif beat == "reveal":
-            options = lines.reveal or [self.scenario.hidden_issue.reveal_line]
+            options = [*lines.reveal, self.scenario.hidden_issue.reveal_line]
         else:
-            options = getattr(lines, beat)
-        return self.rng.choice(options)
+            options = list(getattr(lines, beat))
+        said = {t.customer for t in self.transcript.turns}
+        fresh = [line for line in options if line not in said]
+        if beat == "gripe" and fresh and fresh[0] == current:
+            return current  # the complaint this beat is about
+        return self.rng.choice(fresh or options)
 
     # ---- public API
     def respond(self, trainee: str, on_token: Callable[[str], None] | None = None) -> Turn:

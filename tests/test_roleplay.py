@@ -400,3 +400,12 @@ def test_full_session_on_the_real_model(scenarios, engine):
     for turn in transcript.turns:
         assert line_problem(turn.customer, turn.beat, name) is None, turn.customer
     assert score_transcript(transcript, engine).score >= 80
+
+
+def test_fallback_lines_do_not_repeat_within_a_session(scenarios, engine):
+    sim = sim_for(scenarios, engine, model=fake_model(["Okay."]))  # every model line fails
+    for line in ["I see, go on.", "Tell me more about what happened.", "I hear you."]:
+        sim.respond(line)
+    said = [t.customer for t in sim.transcript.turns]
+    assert len(set(said)) == len(said)
+    assert said[0] == sim.scenario.surface_complaints[0]
