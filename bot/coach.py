@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from bot.guidance import GuidanceEngine, _content_words, split_sentences
@@ -58,6 +58,14 @@ _FOLLOW_UP = re.compile(
     r"\b(that|this|it|they|them|those|instead|else|again|then|still)\b",
     re.I,
 )
+
+RETRY_REASONS = {
+    "say_regenerated": "it contains a phrase that makes upset customers angrier",
+    "say_echoes_question": "it repeats the question instead of answering it",
+    "say_not_to_customer": "it talks about the customer instead of to them",
+    "say_is_advice_not_words": "it is advice, not the words to say",
+    "say_missing": "it is missing",
+}
 
 DECLINE = (
     "The guidance I have doesn't cover that{what}. It is about handling upset customers, not "
@@ -153,6 +161,17 @@ _ADVICE = re.compile(
     re.I,
 )
 _QUOTED_WORDS = re.compile(r"[\"“]([^\"“”]{12,})[\"”]")
+
+
+_THIRD_PERSON = re.compile(r"\b(the customer|the caller|the client|he|she|him|her|his)\b", re.I)
+
+
+def _shares_run(a: str, b: str, n: int) -> bool:
+    """True if ``a`` contains ``n`` consecutive words of ``b``."""
+    words_a = re.findall(r"[a-z']+", a.lower())
+    words_b = re.findall(r"[a-z']+", b.lower())
+    runs = {tuple(words_b[i : i + n]) for i in range(len(words_b) - n + 1)}
+    return any(tuple(words_a[i : i + n]) in runs for i in range(len(words_a) - n + 1))
 
 
 def spoken_words(say: str) -> str:
@@ -330,17 +349,18 @@ class Coach:
         first_token: float | None = None
         say = why = raw = ""
         attempts = 0
+        request = messages
         for attempt in range(1, self.max_attempts + 1):
             attempts = attempt
             if attempt > 1:
                 yield CoachEvent("restart")
             parts: list[str] = []
             for chunk in self.model.stream(
-                messages,
-                max_tokens=90,
+                request,
+                max_tokens=90 if attempt == 1 else 45,
                 seed=attempt,
                 temperature=0.3 + 0.3 * (attempt - 1),
-                stop=["\nAvoid", "\n\n\n", "Passages:"],
+                stop=["\nAvoid", "\n\n\n", "Passages:"] if attempt == 1 else ["\n"],
             ):
                 piece = str(chunk.content)
                 if piece:
@@ -349,12 +369,23 @@ class Coach:
                     parts.append(piece)
                     yield CoachEvent("token", text=piece)
             raw = "".join(parts)
-            say, why = parse_answer(raw)
-            say = spoken_words(_CITATION.sub("", say).strip())
+            new_say, new_why = parse_answer(raw)
+            say = spoken_words(_CITATION.sub("", new_say).strip())
+            why = new_why or why  # a retry rewrites only the Say line
             problem = self._say_problem(say, text)
             if problem is None:
                 break
             flags.append(problem)
+            # Retry cheaply: continue the same conversation (its KV state is still cached) and
+            # ask for a new Say line only.
+            request = [
+                *messages,
+                AIMessage(raw),
+                HumanMessage(
+                    f"That Say line is not usable ({RETRY_REASONS.get(problem.split(':')[0])})."
+                    ' Write only a new line: Say: "<exact words to the customer>"'
+                ),
+            ]
         else:
             say = self._safe_say(text)
             flags.append("say_replaced_from_catalogue")
@@ -394,8 +425,12 @@ class Coach:
             return "say_regenerated:" + ",".join(d.behaviour_id for d in triggers)
         mine, theirs = _content_words(say), _content_words(question)
         # Reusing the customer's situation words is good; repeating the question back is not.
-        if len(mine) >= 5 and len(mine & theirs) >= 0.85 * len(mine):
+        if _shares_run(say, question, 7) or (
+            len(mine) >= 5 and len(mine & theirs) >= 0.85 * len(mine)
+        ):
             return "say_echoes_question"
+        if _THIRD_PERSON.search(say):
+            return "say_not_to_customer"
         if _ADVICE.match(say):
             return "say_is_advice_not_words"
         return None

@@ -229,3 +229,12 @@ def test_supported_reason_without_a_number_gets_its_citation(index, engine):
         [f"Say: I'm sorry the parcel arrived broken.\nWhy: {why}"], index, engine
     ).ask("Is sorry for any inconvenience ok to say?")
     assert "citation_added_by_code" in answer.flags and answer.grounded
+
+
+def test_retry_rewrites_only_the_say_line(index, engine):
+    first = "Say: Tell the customer she has every right to be upset.\nWhy: Validating helps [1]."
+    retry = 'Say: "You have every right to be upset about this."'
+    answer = coach_with([first, retry], index, engine).ask("She's upset about a late order")
+    assert any(f.startswith("say_") for f in answer.flags) and answer.attempts == 2
+    assert answer.say == "You have every right to be upset about this."
+    assert answer.why == "Validating helps [1]."
