@@ -358,6 +358,9 @@ class CustomerSimulator:
                     StateChange(field=field_name, delta=after - before, cause=cause, reason=reason)
                 )
 
+        def note(field_name: str, delta: int | bool, cause: str, reason: str) -> None:
+            changes.append(StateChange(field=field_name, delta=delta, cause=cause, reason=reason))
+
         if off_script:
             change("patience", -1, "off_script", "the line was not said to the customer")
         for d in avoid:
@@ -374,27 +377,14 @@ class CustomerSimulator:
                 change("anger", -1, d.behaviour_id, f"{d.name} soothes")
             if s.heard >= self.preset.heard_needed and not s.feels_heard and s.anger <= 7:
                 s.feels_heard = True
-                changes.append(
-                    StateChange(
-                        field="feels_heard",
-                        delta=True,
-                        cause=listening[0].behaviour_id if listening else "heard",
-                        reason="they finally feel heard",
-                    )
-                )
+                cause = listening[0].behaviour_id if listening else "heard"
+                note("feels_heard", True, cause, "they finally feel heard")
             for d in solving[:2]:
                 if s.feels_heard:
                     change("anger", -1, d.behaviour_id, f"{d.name} once they feel heard")
                     change("trust", 1, d.behaviour_id, f"{d.name} builds trust")
                 else:
-                    changes.append(
-                        StateChange(
-                            field="anger",
-                            delta=0,
-                            cause=d.behaviour_id,
-                            reason="too early: they do not feel heard yet",
-                        )
-                    )
+                    note("anger", 0, d.behaviour_id, "too early: they do not feel heard yet")
             if "ask_fair_solution" in found:
                 s.solution_asked = True
         offer = self._is_offer(trainee, found)
@@ -404,14 +394,8 @@ class CustomerSimulator:
             change("patience", -1, "no_progress", "nothing in the line helps them feel heard")
         if s.feels_heard and s.anger > 8:
             s.feels_heard = False
-            changes.append(
-                StateChange(
-                    field="feels_heard",
-                    delta=False,
-                    cause=avoid[0].behaviour_id if avoid else "anger",
-                    reason="angry again: no longer feels heard",
-                )
-            )
+            cause = avoid[0].behaviour_id if avoid else "anger"
+            note("feels_heard", False, cause, "angry again: no longer feels heard")
 
         return self._choose_beat(changes, avoid, listening, offer, off_script)
 
