@@ -556,6 +556,7 @@ class CustomerSimulator:
         )
         messages = [SystemMessage(self.system_prompt), HumanMessage(prompt)]
         first_token: float | None = None
+        said = {self.scenario.opening_line, *(t.customer for t in self.transcript.turns)}
         for attempt in range(1, self.max_attempts + 1):
             started = time.perf_counter()
             parts: list[str] = []
@@ -569,6 +570,8 @@ class CustomerSimulator:
                     first_token = time.perf_counter() - started
                 parts.append(piece)
             line = clean_customer_line("".join(parts), name)
+            if line in said:
+                continue  # the model repeated an earlier line
             if line_problem(line, rules.beat, name, self.guidance, rules.topic) is None:
                 if on_token:
                     on_token(line)

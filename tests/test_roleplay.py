@@ -409,3 +409,12 @@ def test_fallback_lines_do_not_repeat_within_a_session(scenarios, engine):
     said = [t.customer for t in sim.transcript.turns]
     assert len(set(said)) == len(said)
     assert said[0] == sim.scenario.surface_complaints[0]
+
+
+def test_a_line_the_customer_already_said_is_not_used_again(scenarios, engine):
+    line = "I want this sorted today, the parcel came smashed and the rain got in."
+    sim = sim_for(scenarios, engine, model=fake_model([line]))
+    first = sim.respond("I see, go on.")
+    second = sim.respond("Tell me more about what happened.")
+    assert first.customer == line
+    assert second.customer != line and second.fallback_used
