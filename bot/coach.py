@@ -28,7 +28,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from bot.guidance import GuidanceEngine, _content_words, split_sentences
+from bot.guidance import GuidanceEngine, content_words, split_sentences
 from bot.inputs import clean_user_text
 from bot.knowledge.index import RetrievedChunk
 from bot.prompts import render_prompt
@@ -286,9 +286,7 @@ class Coach:
         context = [{"number": n, "text": " ".join(s)} for n, s in sorted(grouped.items())]
         return citations, context
 
-    def _avoid_for(
-        self, question: str, say: str
-    ) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    def _avoid_for(self, question: str) -> tuple[str | None, str | None, dict[str, Any] | None]:
         """The trigger most relevant to the question, from the catalogue (code, not the model)."""
         catalogue = self.guidance.catalogue
         candidate = None
@@ -298,12 +296,10 @@ class Coach:
             ):
                 candidate = behaviour
                 break
-        if candidate is None and self.guidance._classifier is not None:
-            probs = self.guidance._classifier.predict_proba(self.guidance._embed([question]))[0]
-            avoid_idx = [i for i, b in enumerate(catalogue.behaviours) if b.kind == "avoid"]
-            best = max(avoid_idx, key=lambda i: probs[i])
-            if probs[best] >= 0.25:
-                candidate = catalogue.behaviours[best]
+        if candidate is None:
+            likeliest = self.guidance.likeliest(question, "avoid")
+            if likeliest is not None and likeliest[1] >= 0.25:
+                candidate = likeliest[0]
         if candidate is None:
             return None, None, None
         text = f"{candidate.name}. {candidate.why}"
@@ -395,7 +391,7 @@ class Coach:
         if removed:
             flags.append("invalid_citation_removed")
         why, cited = self._support_why(why, say, cited, citations, context, flags)
-        avoid, avoid_id, avoid_source = self._avoid_for(text, say)
+        avoid, avoid_id, avoid_source = self._avoid_for(text)
         answer_text = f"Say: {say}\nWhy: {why}" + (f"\nAvoid: {avoid}" if avoid else "")
         answer = CoachAnswer(
             question=text,
@@ -423,7 +419,7 @@ class Coach:
         triggers = [d for d in self.guidance.detect(say, scoped=False) if d.kind == "avoid"]
         if triggers:
             return "say_regenerated:" + ",".join(d.behaviour_id for d in triggers)
-        mine, theirs = _content_words(say), _content_words(question)
+        mine, theirs = content_words(say), content_words(question)
         # Reusing the customer's situation words is good; repeating the question back is not.
         if _shares_run(say, question, 7) or (
             len(mine) >= 5 and len(mine & theirs) >= 0.85 * len(mine)
@@ -472,7 +468,7 @@ class Coach:
         """A catalogue phrasing of the do-behaviour that answers the question's moment."""
         from bot.customer import INSTEAD
 
-        _, avoid_id, _ = self._avoid_for(question, "")
+        _, avoid_id, _ = self._avoid_for(question)
         target = INSTEAD.get(avoid_id or "", "validate_feelings")
         examples = self.guidance.catalogue.get(target).examples
         return min(examples[:12], key=len)

@@ -29,7 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from bot.guidance import Detection, DetectionContext, GuidanceEngine, _content_words
+from bot.guidance import Detection, DetectionContext, GuidanceEngine, content_words
 from bot.prompts import render_prompt
 from bot.scenarios import Difficulty, Scenario
 
@@ -93,7 +93,7 @@ _OFFER_FRAME = re.compile(
 )
 
 # Lines addressed to whoever grades the session, or trying to steer the simulation.
-_OFF_SCRIPT = re.compile(
+OFF_SCRIPT = re.compile(
     r"\b(grader|scorer|evaluator|scorecard|system prompt"
     r"|ignore (all |the |your )?(previous |prior )?instructions"
     r"|give (me )?(a )?(100|full marks|top marks|a perfect score)"
@@ -262,8 +262,8 @@ def line_problem(
         return "does not clearly leave"
     if not topic:
         return None
-    shared = _content_words(text) & _content_words(topic)
-    if beat == "reveal" and len(shared & _content_words(topic.split("||")[0])) < 2:
+    shared = content_words(text) & content_words(topic)
+    if beat == "reveal" and len(shared & content_words(topic.split("||")[0])) < 2:
         return "does not say the real issue"
     if beat == "gripe" and not shared:
         return "does not voice the complaint"
@@ -420,8 +420,8 @@ class CustomerSimulator:
         s, sc = self.state, self.scenario
         name = sc.customer.name
         # Words that belong to the hidden issue alone (before "||"), then all of its words.
-        surface = _content_words(" ".join([sc.wants, sc.opening_line, *sc.surface_complaints]))
-        hidden_only = _content_words(f"{sc.hidden_issue.summary} {sc.hidden_issue.reveal_line}")
+        surface = content_words(" ".join([sc.wants, sc.opening_line, *sc.surface_complaints]))
+        hidden_only = content_words(f"{sc.hidden_issue.summary} {sc.hidden_issue.reveal_line}")
         hidden_topic = (
             " ".join(sorted(hidden_only - surface))
             + " || "
@@ -603,7 +603,7 @@ class CustomerSimulator:
         if self.finished:
             raise RuntimeError("the session has ended")
         started = time.perf_counter()
-        off_script = bool(_OFF_SCRIPT.search(trainee))
+        off_script = bool(OFF_SCRIPT.search(trainee))
         context = DetectionContext(customer_last=self.last_customer_line)
         detections = [] if off_script else self.guidance.detect(trainee, context)
         rules = self.apply_rules(detections, trainee, off_script)

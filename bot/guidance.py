@@ -217,7 +217,7 @@ _STOP = set(
 )
 
 
-def _content_words(text: str) -> set[str]:
+def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
 
 
@@ -361,6 +361,17 @@ class GuidanceEngine:
         ).hexdigest()[:20]
         return self.cache_dir / f"guidance-{digest}.npz"
 
+    def likeliest(self, text: str, kind: Kind) -> tuple[Behaviour, float] | None:
+        """The behaviour of ``kind`` the classifier finds most likely in ``text``, and its
+        probability (None without embeddings)."""
+        self._ensure_index()
+        if self._classifier is None:
+            return None
+        probabilities = self._classifier.predict_proba(self._embed([text]))[0]
+        candidates = [i for i, b in enumerate(self.catalogue.behaviours) if b.kind == kind]
+        best = max(candidates, key=lambda i: probabilities[i])
+        return self.catalogue.behaviours[best], float(probabilities[best])
+
     def warm_up(self) -> None:
         """Train the semantic classifier now rather than on the first line."""
         self._ensure_index()
@@ -401,8 +412,13 @@ class GuidanceEngine:
             return {}
         units = semantic_units(text)
         probabilities = self._classifier.predict_proba(self._embed([text[s:e] for s, e in units]))
-        sentences = {span: row for span, row in zip(units, probabilities, strict=True)}
+        # Rows of the whole sentences (semantic_units lists each sentence before its clauses).
         sentence_spans = set(split_sentences(text))
+        sentence_rows = {
+            span: row
+            for span, row in zip(units, probabilities, strict=True)
+            if span in sentence_spans
+        }
         found: dict[str, Detection] = {}
         n_behaviours = len(self.catalogue.behaviours)
         for (start, end), row in zip(units, probabilities, strict=True):
@@ -423,11 +439,8 @@ class GuidanceEngine:
                 sentence = next(
                     (
                         row2
-                        for (s2, e2), row2 in sentences.items()
-                        if s2 <= start
-                        and end <= e2
-                        and (s2, e2) != (start, end)
-                        and (s2, e2) in sentence_spans
+                        for (s2, e2), row2 in sentence_rows.items()
+                        if s2 <= start and end <= e2 and (s2, e2) != (start, end)
                     ),
                     None,
                 )
@@ -450,12 +463,12 @@ class GuidanceEngine:
     def _context_hits(self, text: str, context: DetectionContext | None) -> dict[str, Detection]:
         if not context or not context.customer_last or "reflect_back" not in self._by_id:
             return {}
-        theirs = _content_words(context.customer_last)
+        theirs = content_words(context.customer_last)
         if len(theirs) < 3:
             return {}
         for start, end in split_sentences(text):
             sentence = text[start:end]
-            mine = _content_words(sentence)
+            mine = content_words(sentence)
             starts_reflecting = re.match(
                 r"\s*(so|you['’]?re saying|you['’]?ve|you were|it sounds like)\b", sentence, re.I
             )

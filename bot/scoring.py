@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bot.customer import _OFF_SCRIPT, INSTEAD, Transcript
+from bot.customer import INSTEAD, OFF_SCRIPT, Transcript
 from bot.guidance import DetectionContext, GuidanceEngine
 
 
@@ -103,7 +103,7 @@ def score_transcript(
     """The scorecard for a finished (or unfinished) role-play transcript."""
     catalogue = engine.catalogue
     per_turn = _detections(transcript, engine)
-    ignored = [t.index for t in transcript.turns if t.off_script or _OFF_SCRIPT.search(t.trainee)]
+    ignored = [t.index for t in transcript.turns if t.off_script or OFF_SCRIPT.search(t.trainee)]
     seen: dict[str, list[Evidence]] = {}
     for turn, detections in zip(transcript.turns, per_turn, strict=True):
         if turn.index in ignored:

@@ -41,7 +41,6 @@ class LlamaEngine:
     path: str
     load_seconds: float
     lock: threading.Lock = field(default_factory=threading.Lock)
-    waiting: int = 0  # callers queued for the lock (for queue reporting)
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -185,9 +184,7 @@ class LocalChatModel(BaseChatModel):
         engine = self.engine
         params = self._params(stop, kwargs)
         chat = to_llama_messages(messages)
-        engine.waiting += 1
         with engine.lock:
-            engine.waiting -= 1
             stream = engine.llm.create_chat_completion(messages=chat, stream=True, **params)
             finish_reason = None
             for event in stream:
