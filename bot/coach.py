@@ -32,6 +32,9 @@ from bot.guidance import GuidanceEngine, content_words, split_sentences
 from bot.inputs import clean_user_text
 from bot.knowledge.index import RetrievedChunk
 from bot.prompts import render_prompt
+from bot.tokens import count_tokens
+
+MAX_QUESTION_TOKENS = 200  # a question longer than this is cut, with a notice
 
 # Questions about facts only the company knows: the articles cannot answer them.
 _COMPANY_FACT = re.compile(
@@ -95,6 +98,7 @@ class CoachAnswer(BaseModel):
     out_of_scope: bool = False
     flags: list[str] = Field(default_factory=list)
     notices: list[str] = Field(default_factory=list)
+    model_error: str | None = None
     attempts: int = 0
     first_token_s: float | None = None
     seconds: float = 0.0
@@ -172,6 +176,21 @@ def _shares_run(a: str, b: str, n: int) -> bool:
     words_b = re.findall(r"[a-z']+", b.lower())
     runs = {tuple(words_b[i : i + n]) for i in range(len(words_b) - n + 1)}
     return any(tuple(words_a[i : i + n]) in runs for i in range(len(words_a) - n + 1))
+
+
+def say_line_complete(text: str) -> bool:
+    """True once the streamed text holds a whole Say line (a line break or Why: follows it)."""
+    match = re.search(r"say[*_]*\s*:", text, re.I)
+    if match is None:
+        return False
+    rest = text[match.end() :]
+    return bool(rest.strip()) and bool(
+        "\n" in rest.lstrip() or re.search(r"why[*_]*\s*:", rest, re.I)
+    )
+
+
+def _say_words(say: str) -> str:
+    return spoken_words(_CITATION.sub("", say).strip())
 
 
 def spoken_words(say: str) -> str:
@@ -312,7 +331,9 @@ class Coach:
     ) -> Iterator[CoachEvent]:
         """Answer ``question``; yields citations, tokens (and restarts), then the answer."""
         started = time.perf_counter()
-        cleaned = clean_user_text(question, max_tokens=200, count_tokens=None)
+        cleaned = clean_user_text(
+            question, max_tokens=MAX_QUESTION_TOKENS, count_tokens=count_tokens
+        )
         text = cleaned.text
         query, context_question = rewrite_query(text, history)
         hits = self.retrieve(query)
@@ -346,29 +367,56 @@ class Coach:
         say = why = raw = ""
         attempts = 0
         request = messages
+        model_error: str | None = None
+        problem: str | None = None
         for attempt in range(1, self.max_attempts + 1):
             attempts = attempt
             if attempt > 1:
                 yield CoachEvent("restart")
             parts: list[str] = []
-            for chunk in self.model.stream(
+            problem = None
+            checked = False
+            chunks = self.model.stream(
                 request,
                 max_tokens=90 if attempt == 1 else 45,
                 seed=attempt,
                 temperature=0.3 + 0.3 * (attempt - 1),
                 stop=["\nAvoid", "\n\n\n", "Passages:"] if attempt == 1 else ["\n"],
-            ):
-                piece = str(chunk.content)
-                if piece:
+            )
+            try:
+                for chunk in chunks:
+                    piece = str(chunk.content)
+                    if not piece:
+                        continue
                     if first_token is None:
                         first_token = time.perf_counter() - started
                     parts.append(piece)
                     yield CoachEvent("token", text=piece)
+                    if not checked and say_line_complete("".join(parts)):
+                        # Judge the Say line as soon as it is written: a bad one is dropped
+                        # before the model spends seconds on a Why that would be thrown away.
+                        checked = True
+                        early_say, _ = parse_answer("".join(parts))
+                        problem = self._say_problem(_say_words(early_say), text)
+                        if problem is not None:
+                            flags.append("say_stopped_early")
+                            break
+            except Exception as exc:  # the model failed: answer from the catalogue instead
+                model_error = f"{type(exc).__name__}: {exc}"[:300]
+                flags.append("model_error")
+                problem = "model_error"
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            if model_error is not None:
+                break
             raw = "".join(parts)
             new_say, new_why = parse_answer(raw)
-            say = spoken_words(_CITATION.sub("", new_say).strip())
+            say = _say_words(new_say)
             why = new_why or why  # a retry rewrites only the Say line
-            problem = self._say_problem(say, text)
+            if problem is None:
+                problem = self._say_problem(say, text)
             if problem is None:
                 break
             flags.append(problem)
@@ -382,8 +430,9 @@ class Coach:
                     ' Write only a new line: Say: "<exact words to the customer>"'
                 ),
             ]
-        else:
+        if problem is not None:
             say = self._safe_say(text)
+            why = "" if model_error is not None else why
             flags.append("say_replaced_from_catalogue")
         say = say.strip().strip('"“”')
 
@@ -405,7 +454,13 @@ class Coach:
             citations=citations,
             grounded=bool(cited) and not removed,
             flags=flags,
-            notices=cleaned.notices,
+            notices=cleaned.notices
+            + (
+                ["The model did not answer, so this answer comes from the guidance catalogue."]
+                if model_error
+                else []
+            ),
+            model_error=model_error,
             attempts=attempts,
             first_token_s=round(first_token, 3) if first_token is not None else None,
             seconds=round(time.perf_counter() - started, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
@@ -232,9 +233,76 @@ def test_supported_reason_without_a_number_gets_its_citation(index, engine):
 
 
 def test_retry_rewrites_only_the_say_line(index, engine):
+    # The bad Say is caught as soon as its line ends, so the model never writes that Why: the
+    # retry writes only a new Say, and the reason is quoted from a passage shown (grounded).
     first = "Say: Tell the customer she has every right to be upset.\nWhy: Validating helps [1]."
     retry = 'Say: "You have every right to be upset about this."'
     answer = coach_with([first, retry], index, engine).ask("She's upset about a late order")
-    assert any(f.startswith("say_") for f in answer.flags) and answer.attempts == 2
+    assert "say_stopped_early" in answer.flags and answer.attempts == 2
     assert answer.say == "You have every right to be upset about this."
+    assert "Validating helps" not in answer.why and "why_from_passage" in answer.flags
+    assert answer.grounded and any(c.text.find(answer.why[:40]) >= 0 for c in answer.citations)
+
+
+def test_retry_keeps_the_why_when_the_say_fails_only_at_the_end(index, engine):
+    # A Say line that ends the reply (no line break) is judged after the stream: its Why is kept.
+    first = "Why: Validating helps [1].\nSay: Tell the customer she has every right to be upset."
+    retry = 'Say: "You have every right to be upset about this."'
+    answer = coach_with([first, retry], index, engine).ask("She's upset about a late order")
+    assert "say_stopped_early" not in answer.flags and answer.attempts == 2
     assert answer.why == "Validating helps [1]."
+
+
+class StreamTally(FakeListChatModel):
+    """A fake chat model that records how many characters of each reply were streamed."""
+
+    streamed: ClassVar[list] = []
+
+    def _stream(self, *args, **kwargs):
+        self.streamed.append(0)
+        for chunk in super()._stream(*args, **kwargs):
+            self.streamed[-1] += len(chunk.message.content)
+            yield chunk
+
+
+def test_bad_say_line_stops_the_stream_before_the_why(index, engine):
+    bad = (
+        'Say: "Please calm down so I can help you."\n'
+        "Why: A long explanation the model would spend seconds writing on a CPU, " * 3 + "[1]."
+    )
+    model = StreamTally(responses=[bad, 'Say: "You have every right to be upset."'], streamed=[])
+    answer = Coach(model, index, engine).ask("He is shouting at me, what do I say?")
+    first_say = len('Say: "Please calm down so I can help you."\n')
+    assert model.streamed[0] <= first_say + 5  # stopped right after the Say line
+    assert "say_stopped_early" in answer.flags
+    assert any(f.startswith("say_regenerated:tell_to_calm_down") for f in answer.flags)
+    assert answer.say == "You have every right to be upset."
+    assert "calm down" not in answer.say.lower() and answer.grounded
+
+
+def test_say_line_complete():
+    from bot.coach import say_line_complete
+
+    assert not say_line_complete('Say: "You have')
+    assert not say_line_complete("Say:")
+    assert say_line_complete('Say: "You have every right."\n')
+    assert say_line_complete('Say: "You have every right." Why:')
+
+
+class DeadModel(FakeListChatModel):
+    """A chat model that fails after a few tokens."""
+
+    def _stream(self, *args, **kwargs):
+        yield from list(super()._stream(*args, **kwargs))[:4]
+        raise TimeoutError("the model timed out")
+
+
+def test_model_failure_still_gives_a_grounded_catalogue_answer(index, engine):
+    answer = Coach(DeadModel(responses=[GOOD]), index, engine).ask(
+        "She's shouting that her parcel is late again, what do I say?"
+    )
+    assert answer.model_error and "timed out" in answer.model_error
+    assert "model_error" in answer.flags and "say_replaced_from_catalogue" in answer.flags
+    assert answer.say and answer.why and answer.grounded
+    assert any("did not answer" in n for n in answer.notices)
+    assert answer.attempts == 1
