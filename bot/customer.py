@@ -139,6 +139,7 @@ class Turn(BaseModel):
     off_script: bool = False
     attempts: int = 1
     fallback_used: bool = False
+    model_error: str | None = None  # the model failed and a trainer-written line was used
     first_token_s: float | None = None
     seconds: float = 0.0
 
@@ -300,6 +301,7 @@ class CustomerSimulator:
         self.guidance = guidance
         self.difficulty = difficulty
         self.seed = seed
+        self.model_error: str | None = None
         self.preset = scenario.difficulty[difficulty]
         self.rng = random.Random(seed)
         self.state = MoodState(anger=self.preset.start_anger, patience=self.preset.patience)
@@ -562,13 +564,17 @@ class CustomerSimulator:
             parts: list[str] = []
             seed = self.seed * 1000 + self.state.turn * 10 + attempt
             # One paragraph of speech: stop at a line break or where a next speaker would start.
-            for chunk in self.model.stream(
-                messages, seed=seed, max_tokens=70, stop=["\n", "Agent:", f"{name}:"]
-            ):
-                piece = str(chunk.content)
-                if piece and first_token is None:
-                    first_token = time.perf_counter() - started
-                parts.append(piece)
+            try:
+                for chunk in self.model.stream(
+                    messages, seed=seed, max_tokens=70, stop=["\n", "Agent:", f"{name}:"]
+                ):
+                    piece = str(chunk.content)
+                    if piece and first_token is None:
+                        first_token = time.perf_counter() - started
+                    parts.append(piece)
+            except Exception as exc:  # the model failed: the trainer's fallback line carries on
+                self.model_error = f"{type(exc).__name__}: {exc}"[:300]
+                break
             line = clean_customer_line("".join(parts), name)
             if line in said:
                 continue  # the model repeated an earlier line
@@ -607,6 +613,7 @@ class CustomerSimulator:
         context = DetectionContext(customer_last=self.last_customer_line)
         detections = [] if off_script else self.guidance.detect(trainee, context)
         rules = self.apply_rules(detections, trainee, off_script)
+        self.model_error = None
         line, attempts, fallback, first_token = self._generate(trainee, rules, on_token)
         turn = Turn(
             index=len(self.transcript.turns) + 1,
@@ -619,6 +626,7 @@ class CustomerSimulator:
             off_script=off_script,
             attempts=attempts,
             fallback_used=fallback,
+            model_error=self.model_error,
             first_token_s=first_token,
             seconds=round(time.perf_counter() - started, 3),
         )

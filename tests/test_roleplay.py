@@ -418,3 +418,24 @@ def test_a_line_the_customer_already_said_is_not_used_again(scenarios, engine):
     second = sim.respond("Tell me more about what happened.")
     assert first.customer == line
     assert second.customer != line and second.fallback_used
+
+
+class BrokenModel(FakeListChatModel):
+    """A chat model whose server dies mid-reply."""
+
+    def _stream(self, *args, **kwargs):
+        yield from list(super()._stream(*args, **kwargs))[:3]
+        raise ConnectionError("model server went away")
+
+
+def test_model_failure_mid_reply_uses_a_fallback_and_the_session_goes_on(scenarios, engine):
+    from bot.customer import CustomerSimulator
+
+    broken = BrokenModel(responses=["I am still very upset about all of this."])
+    sim = CustomerSimulator(scenarios["damaged-delivery"], broken, engine, seed=1)
+    turn = sim.respond("I'm so sorry your parcel arrived smashed, that must be upsetting.")
+    assert turn.fallback_used and turn.customer
+    assert turn.model_error and "model server went away" in turn.model_error
+    sim.model = fake_model()
+    second = sim.respond("Tell me more about what happened.")
+    assert second.index == 2 and second.model_error is None and not sim.finished
