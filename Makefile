@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 .PHONY: run test install lint lock ingest doctor chat clean help
 
 help:
-	@echo "make run    - install (first time), build the knowledge index, start coachbot"
+	@echo "make run    - install (first time), build the knowledge index, start the web app"
+	@echo "make chat   - the same coach in the terminal"
 	@echo "make test   - install (first time), lint and run the test suite"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock (needs network to PyPI)"
 
@@ -22,11 +23,16 @@ $(STAMP): requirements.lock pyproject.toml scripts/install.sh scripts/build-llam
 
 install: $(STAMP)
 
+PORT ?= 8000
+HOST ?= 127.0.0.1
+
 run: install
 	$(BIN)/coachbot ingest
-	$(BIN)/coachbot chat
+	@echo ">> coachbot is starting: open http://$(HOST):$(PORT) (Ctrl+C to stop)"
+	$(BIN)/chainlit run bot/app.py --headless --host $(HOST) --port $(PORT)
 
 test: install
+	@scripts/install-browser.sh $(VENV)/.browser-unavailable
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

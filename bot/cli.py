@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot.cli_admin import sessions_app, users_app
 from bot.config import get_settings
 from bot.errors import CoachbotError
 
@@ -524,6 +525,10 @@ def chat() -> None:
             if os.environ.get("COACHBOT_DEBUG"):
                 raise
             console.print(f"\n[red]The model failed to answer ({type(exc).__name__}: {exc}).[/]")
+
+
+app.add_typer(users_app, name="users", help="Manage login users (hashed passwords, roles).")
+app.add_typer(sessions_app, name="sessions", help="List and show saved sessions and scores.")
 
 
 def main() -> None:  # pragma: no cover - entry point shim

@@ -74,6 +74,28 @@ class Settings(BaseSettings):
 
     chunk_tokens: int = Field(160, validation_alias="COACHBOT_CHUNK_TOKENS")
 
+    database_url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL; default SQLite at data_dir/coachbot.db",
+    )
+    users_file: Path | None = Field(None, validation_alias="COACHBOT_USERS_FILE")
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto",
+        validation_alias="COACHBOT_AUTH",
+        description="auto: login is required once the users file has a user",
+    )
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL of the session store."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'coachbot.db'}"
+
+    @property
+    def users_path(self) -> Path:
+        """The users file (hashed passwords and roles)."""
+        return self.users_file or (self.data_dir / "users.yaml")
+
     @property
     def chroma_dir(self) -> Path:
         """Where the embedded Chroma store lives (unused with ``CHROMA_HOST``)."""

@@ -25,3 +25,7 @@ class KnowledgeError(CoachbotError):
 
 class DataValidationError(CoachbotError):
     """A data file (YAML, front matter) does not match its schema; names file and field."""
+
+
+class StorageError(CoachbotError):
+    """The session store could not be written or read (locked, unreachable, full disk)."""

@@ -1,0 +1,535 @@
+"""The Chainlit app: a thin layer over :mod:`bot.service` (run with `make run`).
+
+Profiles:
+
+* **Practice with a customer**: chat settings choose the scenario and difficulty; the customer's
+  lines stream in with a mood indicator; actions give a hint or end the session with a debrief
+  (scorecard, quotes, sources and the mood curve as a picture).
+* **Ask the coach**: starters with common mid-shift questions; retrieval shown as a step; the
+  answer streamed, with its cited passages as side elements named in the answer.
+* **Review sessions** (trainers, or everyone when login is off): saved sessions and scores.
+
+Every practice session and coach exchange is saved (SQLite in the data directory, or
+``DATABASE_URL``); Chainlit's own tables give the thread history and feedback when login is on.
+Model calls run in worker threads so the event loop keeps serving other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import chainlit as cl
+from chainlit.input_widget import Select
+
+from bot.coach import CoachAnswer, CoachEvent
+from bot.config import get_settings
+from bot.errors import CoachbotError
+from bot.inputs import EmptyInputError
+from bot.mood_chart import mood_badge, mood_curve_svg
+from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
+from bot.views import (
+    coach_answer_markdown,
+    hint_markdown,
+    scorecard_markdown,
+    session_markdown,
+    sessions_table_markdown,
+    source_label,
+)
+
+log = logging.getLogger("coachbot.app")
+T = TypeVar("T")
+
+PRACTICE = "Practice with a customer"
+COACH = "Ask the coach"
+REVIEW = "Review sessions"
+FRIENDLY_FAILURE = (
+    "Sorry, something went wrong on my side ({reason}). Nothing you typed is lost: "
+    "send your message again, or carry on."
+)
+COACH_STARTERS = [
+    (
+        "Customer is shouting",
+        "The customer is shouting at me and won't let me speak. What do I say?",
+    ),
+    ("Wants a manager", "She demands a manager right now and I can't transfer her. What do I say?"),
+    ("Third time calling", "He's been transferred three times and is furious. How do I start?"),
+    ("Said sorry already", "I've apologised twice and he's still angry. What now?"),
+]
+
+_services: Services | None = None
+
+
+def services() -> Services:
+    """The process-wide services (tests replace them with fakes via :func:`use_services`)."""
+    global _services
+    if _services is None:
+        _services = Services(get_settings())
+    return _services
+
+
+def use_services(replacement: Services | None) -> None:
+    global _services
+    _services = replacement
+
+
+# --------------------------------------------------------------------------- login and storage
+
+
+def _configure() -> None:
+    """Login (when the users file has users) and the data layer for history and feedback."""
+    from bot.storage import chainlit_conninfo, create_chainlit_tables, register_sqlite_adapters
+    from bot.users import UserStore, ensure_auth_secret, login_required
+
+    settings = get_settings()
+    try:
+        register_sqlite_adapters()
+        create_chainlit_tables(settings.database)
+
+        from bot.file_storage import LocalStorageClient, add_file_route
+
+        files = LocalStorageClient(settings.data_dir / "files")
+        add_file_route(files)
+
+        @cl.data_layer
+        def _data_layer() -> Any:
+            from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+
+            return SQLAlchemyDataLayer(
+                conninfo=chainlit_conninfo(settings.database), storage_provider=files
+            )
+
+    except Exception as exc:  # the app still works; history and feedback are off
+        log.warning("chat history is off: the database could not be prepared (%s)", exc)
+
+    if login_required(settings):
+        os.environ["CHAINLIT_AUTH_SECRET"] = ensure_auth_secret(settings)
+        users = UserStore(settings.users_path)
+
+        @cl.password_auth_callback
+        def _login(username: str, password: str) -> cl.User | None:
+            found = users.verify(username, password)
+            if found is None:
+                return None
+            return cl.User(identifier=found.identifier, metadata={"role": found.role})
+
+
+if os.environ.get("COACHBOT_APP_NO_CONFIGURE") != "1":
+    _configure()
+
+
+@cl.on_app_startup
+async def _warm_up() -> None:
+    """Load the model, index and guidance in the background so the first reply is quick."""
+
+    def warm() -> None:
+        try:
+            services().warm_up()
+        except Exception as exc:  # the first session will report it in a friendly way
+            log.warning("warm-up failed: %s", exc)
+
+    asyncio.get_running_loop().run_in_executor(None, warm)
+
+
+def _user() -> tuple[str | None, str | None]:
+    user = cl.user_session.get("user")
+    if user is None:
+        return None, None
+    return user.identifier, (user.metadata or {}).get("role")
+
+
+def _thread_id() -> str | None:
+    try:
+        return cl.context.session.thread_id
+    except Exception:  # no session (in some tests)
+        return None
+
+
+# --------------------------------------------------------------------------- running sync code
+
+
+async def _in_thread(fn: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+async def _iterate_in_thread(make: Callable[[], Iterator[T]]) -> Any:
+    """Items of a blocking iterator, produced in a worker thread, as an async iterator."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in make():
+                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+        except BaseException as exc:  # handed to the event loop side
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", done))
+
+    future = loop.run_in_executor(None, work)
+    while True:
+        kind, value = await queue.get()
+        if kind == "item":
+            yield value
+        elif kind == "error":
+            await future
+            raise value
+        else:
+            await future
+            return
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CoachbotError):
+        return str(exc)
+    return type(exc).__name__
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@cl.set_chat_profiles
+async def chat_profiles(
+    current_user: cl.User | None = None, language: str | None = None
+) -> list[cl.ChatProfile]:
+    """The profiles this user may use (Chainlit passes the user and the browser's language)."""
+    role = (current_user.metadata or {}).get("role") if current_user else None
+    profiles = [
+        cl.ChatProfile(
+            name=PRACTICE,
+            markdown_description="Role-play an upset customer, then get a scorecard.",
+            icon="/public/practice.svg",
+            default=True,
+        ),
+        cl.ChatProfile(
+            name=COACH,
+            markdown_description="What to say right now, from the articles, with sources.",
+            icon="/public/coach.svg",
+            starters=[
+                cl.Starter(label=label, message=message) for label, message in COACH_STARTERS
+            ],
+        ),
+    ]
+    if current_user is None or role == "trainer":
+        profiles.append(
+            cl.ChatProfile(
+                name=REVIEW,
+                markdown_description="Trainees' saved sessions and scores.",
+                icon="/public/review.svg",
+            )
+        )
+    return profiles
+
+
+@cl.on_chat_start
+async def on_chat_start() -> None:
+    profile = cl.user_session.get("chat_profile") or PRACTICE
+    try:
+        if profile == COACH:
+            await _start_coach()
+        elif profile == REVIEW:
+            await _start_review()
+        else:
+            await _start_practice()
+    except Exception as exc:
+        log.exception("chat start failed")
+        await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    profile = cl.user_session.get("chat_profile") or PRACTICE
+    try:
+        if profile == COACH:
+            await _coach_reply(message.content)
+        elif profile == REVIEW:
+            await _review_reply(message.content)
+        else:
+            await _practice_reply(message.content)
+    except EmptyInputError as exc:
+        await cl.Message(content=f"{exc} — type what you want to say.").send()
+    except CoachbotError as exc:
+        await cl.Message(content=str(exc)).send()
+    except Exception as exc:
+        log.exception("reply failed")
+        await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
+
+
+# --------------------------------------------------------------------------- practice
+
+
+def _practice_actions() -> list[cl.Action]:
+    return [
+        cl.Action(name="hint", payload={}, label="Hint", icon="lightbulb"),
+        cl.Action(name="end_debrief", payload={}, label="End and debrief", icon="flag"),
+    ]
+
+
+async def _start_practice(scenario_id: str | None = None, difficulty: str | None = None) -> None:
+    svc = services()
+    scenarios = await _in_thread(lambda: svc.scenarios)
+    ids = list(scenarios)
+    chosen = scenario_id or cl.user_session.get("scenario_id") or ids[0]
+    level = difficulty or cl.user_session.get("difficulty") or "medium"
+    if scenario_id is None:
+        await cl.ChatSettings(
+            [
+                Select(
+                    id="scenario",
+                    label="Scenario",
+                    items={scenarios[i].title: i for i in ids},
+                    initial_value=chosen,
+                ),
+                Select(
+                    id="difficulty",
+                    label="Difficulty",
+                    values=list(DIFFICULTIES),
+                    initial_index=DIFFICULTIES.index(level),  # type: ignore[arg-type]
+                ),
+            ]
+        ).send()
+    user, role = _user()
+    thread_id = _thread_id()
+    run = await _in_thread(
+        lambda: PracticeRun(svc, chosen, level, seed=0, user=user, role=role, thread_id=thread_id)
+    )
+    cl.user_session.set("practice", run)
+    cl.user_session.set("scenario_id", chosen)
+    cl.user_session.set("difficulty", level)
+    scenario = run.scenario
+    await cl.Message(
+        content=(
+            f"**Practice: {scenario.title}** ({level})\n\n{scenario.summary}\n\n"
+            "You are the agent. Listen until they feel heard, then solve it together. "
+            "Use **Hint** when stuck and **End and debrief** for your scorecard. "
+            "Change the scenario or difficulty in the settings (the gear icon by the message box)."
+        ),
+        author="coachbot",
+    ).send()
+    state = run.simulator.state
+    await cl.Message(
+        content=f"{run.opening_line}\n\n*{mood_badge(state.anger, state.trust, False)}*",
+        author=scenario.customer.name,
+        actions=_practice_actions(),
+    ).send()
+    await _notices(run.take_notices())
+
+
+@cl.on_settings_update
+async def on_settings_update(values: dict[str, Any]) -> None:
+    if (cl.user_session.get("chat_profile") or PRACTICE) != PRACTICE:
+        return
+    scenario_id = values.get("scenario") or cl.user_session.get("scenario_id")
+    difficulty = values.get("difficulty") or cl.user_session.get("difficulty") or "medium"
+    run: PracticeRun | None = cl.user_session.get("practice")
+    if run and run.scenario.id == scenario_id and run.simulator.difficulty == difficulty:
+        return
+    try:
+        await _start_practice(scenario_id, difficulty)
+    except Exception as exc:
+        log.exception("restart failed")
+        await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
+
+
+async def _practice_reply(text: str) -> None:
+    run: PracticeRun | None = cl.user_session.get("practice")
+    if run is None:
+        await _start_practice()
+        run = cl.user_session.get("practice")
+    assert run is not None
+    if run.finished:
+        await cl.Message(
+            content="This session has ended. Start a new chat (top left) to practise again."
+        ).send()
+        return
+    reply = cl.Message(content="", author=run.scenario.customer.name)
+    await reply.send()
+    turn = await _in_thread(lambda: run.respond(text))
+    for word in turn.customer.split(" "):  # the line is checked before it is shown
+        await reply.stream_token(word + " ")
+    state = turn.state
+    reply.content = (
+        f"{turn.customer}\n\n*{mood_badge(state.anger, state.trust, state.feels_heard)}*"
+    )
+    reply.actions = [] if run.finished else _practice_actions()
+    await reply.update()
+    await _notices(run.take_notices())
+    if run.finished:
+        outcome = run.simulator.transcript.outcome
+        await cl.Message(
+            content=f"The conversation is over ({(outcome or '').replace('_', ' ')}). "
+            "Here is your debrief."
+        ).send()
+        await _debrief(run)
+
+
+@cl.action_callback("hint")
+async def on_hint(action: cl.Action) -> None:
+    run: PracticeRun | None = cl.user_session.get("practice")
+    if run is None or run.finished:
+        await cl.Message(content="There is no practice session running.").send()
+        return
+    hint = await _in_thread(run.hint)
+    await cl.Message(content=hint_markdown(hint), author="coachbot").send()
+
+
+@cl.action_callback("end_debrief")
+async def on_end(action: cl.Action) -> None:
+    run: PracticeRun | None = cl.user_session.get("practice")
+    if run is None:
+        await cl.Message(content="There is no practice session running.").send()
+        return
+    await _debrief(run)
+
+
+async def _debrief(run: PracticeRun) -> None:
+    card = await _in_thread(run.end)
+    svg = mood_curve_svg(card.mood)
+    chart = cl.Image(
+        name="Mood curve", content=svg.encode("utf-8"), mime="image/svg+xml", display="inline"
+    )
+    await cl.Message(
+        content=scorecard_markdown(card, run.simulator.transcript),
+        author="coachbot",
+        elements=[chart],
+    ).send()
+    await _notices(run.take_notices())
+
+
+# --------------------------------------------------------------------------- coach
+
+
+async def _start_coach() -> None:
+    user, role = _user()
+    svc = services()
+    thread_id = _thread_id()  # read here: worker threads have no Chainlit context
+    run = await _in_thread(lambda: CoachRun(svc, user=user, role=role, thread_id=thread_id))
+    cl.user_session.set("coach", run)
+
+
+async def _coach_reply(text: str) -> None:
+    run: CoachRun | None = cl.user_session.get("coach")
+    if run is None:
+        await _start_coach()
+        run = cl.user_session.get("coach")
+    assert run is not None
+    reply = cl.Message(content="", author="coach")
+    final: CoachAnswer | None = None
+    sent = False
+    async for event in _iterate_in_thread(lambda: run.stream(text)):
+        event: CoachEvent
+        if event.type == "citations":
+            async with cl.Step(name="Retrieve passages", type="retrieval") as step:
+                step.input = text
+                step.output = (
+                    "\n".join(
+                        f"[{c.number}] {source_label(c)} (score {c.score:.2f})"
+                        for c in event.citations or []
+                    )
+                    or "Nothing relevant in the guidance."
+                )
+        elif event.type == "token":
+            if not sent:
+                await reply.send()
+                sent = True
+            await reply.stream_token(event.text)
+        elif event.type == "restart":
+            reply.content = ""
+            await reply.update()
+        elif event.type == "answer":
+            final = event.answer
+    assert final is not None
+    elements = [
+        cl.Text(name=source_label(c), content=c.text, display="side") for c in final.citations
+    ]
+    reply.content = coach_answer_markdown(final)
+    reply.elements = elements  # type: ignore[assignment]
+    if sent:
+        await reply.update()
+    else:
+        await reply.send()
+    await _notices(final.notices + run.save.take_notices())
+
+
+# --------------------------------------------------------------------------- trainers
+
+
+async def _start_review() -> None:
+    svc = services()
+    user, role = _user()
+    if user is not None and role != "trainer":
+        await cl.Message(content="Only trainers can review sessions.").send()
+        return
+    summaries = await _in_thread(lambda: svc.store.list_sessions(limit=30))
+    await cl.Message(
+        content=sessions_table_markdown(summaries)
+        + "\n\nType a session id (or its first characters) to open it.",
+        author="coachbot",
+    ).send()
+
+
+async def _review_reply(text: str) -> None:
+    user, role = _user()
+    if user is not None and role != "trainer":
+        await cl.Message(content="Only trainers can review sessions.").send()
+        return
+    svc = services()
+    key = text.strip().split()[-1] if text.strip() else ""
+    if key.lower() in {"list", "sessions", "all"}:
+        await _start_review()
+        return
+    record = await _in_thread(lambda: svc.store.get_session(key))
+    elements = []
+    scorecard = (record.payload or {}).get("scorecard")
+    if scorecard and scorecard.get("mood"):
+        svg = mood_curve_svg(scorecard["mood"])
+        elements.append(
+            cl.Image(
+                name="Mood curve", content=svg.encode(), mime="image/svg+xml", display="inline"
+            )
+        )
+    await cl.Message(content=session_markdown(record), author="coachbot", elements=elements).send()
+
+
+# --------------------------------------------------------------------------- feedback, resume
+
+
+@cl.on_feedback
+async def on_feedback(feedback: Any) -> None:
+    user, _ = _user()
+    svc = services()
+    await _in_thread(
+        lambda: svc.store.record_feedback(
+            thread_id=feedback.threadId,
+            step_id=feedback.forId,
+            value=int(feedback.value),
+            comment=feedback.comment,
+            user=user,
+        )
+    )
+
+
+@cl.on_chat_resume
+async def on_chat_resume(thread: dict[str, Any]) -> None:
+    """A thread from the history: its messages are shown; practice restarts fresh."""
+    profile = cl.user_session.get("chat_profile") or PRACTICE
+    if profile == COACH:
+        await _start_coach()
+        run: CoachRun = cl.user_session.get("coach")
+        for step in thread.get("steps", []):
+            if step.get("type") == "user_message" and step.get("output"):
+                run.history.append({"role": "user", "content": step["output"]})
+    elif profile == PRACTICE:
+        await cl.Message(
+            content="This practice session is saved. Start a new chat to practise again; "
+            "trainers can review it under *Review sessions*."
+        ).send()
+
+
+async def _notices(notices: list[str]) -> None:
+    for notice in notices:
+        await cl.Message(content=f"ℹ️ {notice}", author="coachbot").send()

@@ -1,0 +1,308 @@
+"""The application service: shared resources and the two kinds of session, with saving.
+
+Every interface (the Chainlit app, the CLI, tests) drives practice and coaching through
+:class:`PracticeRun` and :class:`CoachRun`, so nothing the UI can do is out of the CLI's or the
+tests' reach. Resources (chat models, the knowledge index, the guidance engine, scenarios, the
+session store) are built once per process by :class:`Services`, lazily, and can be injected
+(tests pass a fake chat model).
+
+Saving never blocks the conversation: a failed save is queued in memory, retried on the next
+save, and reported as a notice, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from bot.coach import Coach, CoachAnswer, CoachEvent
+from bot.config import Settings
+from bot.customer import CustomerSimulator, Hint, Turn
+from bot.errors import CoachbotError
+from bot.guidance import GuidanceEngine
+from bot.inputs import clean_user_text
+from bot.scenarios import Difficulty, Scenario, load_scenarios
+from bot.scoring import Scorecard, score_transcript
+from bot.tokens import count_tokens
+
+MAX_LINE_TOKENS = 200  # a trainee line longer than this is cut, with a notice
+MODEL_FAILED = (
+    "The model did not answer, so the customer's line is a trainer-written one. "
+    "Carry on: your session is intact."
+)
+DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
+SAVE_FAILED = (
+    "Saving to the database failed; this session is kept in memory and will be saved when the "
+    "database is back."
+)
+
+
+class Services:
+    """Process-wide resources, built on first use (thread-safe)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: BaseChatModel | None = None,
+        customer_model: BaseChatModel | None = None,
+        index: Any = None,
+        guidance: GuidanceEngine | None = None,
+        store: Any = None,
+    ) -> None:
+        self.settings = settings
+        self._model = model
+        self._customer_model = customer_model or model
+        self._index = index
+        self._guidance = guidance
+        self._store = store
+        self._lock = threading.RLock()
+
+    @property
+    def model(self) -> BaseChatModel:
+        with self._lock:
+            if self._model is None:
+                from bot.llm import make_chat_model
+
+                self._model = make_chat_model(self.settings)
+            return self._model
+
+    @property
+    def customer_model(self) -> BaseChatModel:
+        with self._lock:
+            if self._customer_model is None:
+                from bot.llm import make_chat_model
+
+                self._customer_model = make_chat_model(self.settings, temperature=0.8)
+            return self._customer_model
+
+    @property
+    def guidance(self) -> GuidanceEngine:
+        with self._lock:
+            if self._guidance is None:
+                from bot.guidance import default_engine
+
+                self._guidance = default_engine(self.settings.knowledge_dir / "guidance.yaml")
+                self._guidance.warm_up()
+            return self._guidance
+
+    @property
+    def index(self) -> Any:
+        with self._lock:
+            if self._index is None:
+                from bot.knowledge import KnowledgeIndex
+
+                index = KnowledgeIndex(self.settings)
+                index.ingest()  # incremental: an unchanged knowledge base costs milliseconds
+                self._index = index
+            return self._index
+
+    @property
+    def store(self) -> Any:
+        with self._lock:
+            if self._store is None:
+                from bot.storage import SessionStore
+
+                self._store = SessionStore.from_settings(self.settings)
+            return self._store
+
+    @cached_property
+    def scenarios(self) -> dict[str, Scenario]:
+        found, _problems = load_scenarios(self.settings.prompts_dir / "scenarios")
+        if not found:
+            raise CoachbotError(
+                f"no usable scenarios in {self.settings.prompts_dir / 'scenarios'}",
+                hint="run `coachbot scenarios` to see why each file was skipped",
+            )
+        return found
+
+    def coach(self) -> Coach:
+        return Coach(self.model, self.index, self.guidance)
+
+    def warm_up(self) -> None:
+        """Build everything now (the app calls this at start so the first reply is fast)."""
+        _ = self.guidance, self.index, self.store, self.scenarios
+        engine = getattr(self.model, "engine", None)  # loads the local model's weights
+        del engine
+
+
+class _Saver:
+    """Saves through the store; a failed save is kept and retried with the next one."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.pending: list[Callable[[], Any]] = []
+        self.notices: list[str] = []
+
+    def __call__(self, save: Callable[[], Any]) -> bool:
+        self.pending.append(save)
+        while self.pending:
+            try:
+                self.pending[0]()
+            except Exception:  # the database is unavailable: keep the save for later
+                if SAVE_FAILED not in self.notices:
+                    self.notices.append(SAVE_FAILED)
+                return False
+            self.pending.pop(0)
+        return True
+
+    def take_notices(self) -> list[str]:
+        notices, self.notices = self.notices, []
+        return notices
+
+
+class PracticeRun:
+    """One practice session: the simulated customer, the scorecard, and saving."""
+
+    def __init__(
+        self,
+        services: Services,
+        scenario_id: str,
+        difficulty: str = "medium",
+        seed: int = 0,
+        *,
+        user: str | None = None,
+        role: str | None = None,
+        thread_id: str | None = None,
+    ) -> None:
+        if scenario_id not in services.scenarios:
+            known = ", ".join(sorted(services.scenarios))
+            raise CoachbotError(f"unknown scenario {scenario_id!r}", hint=f"choose one of {known}")
+        if difficulty not in DIFFICULTIES:
+            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
+        self.services = services
+        self.scenario = services.scenarios[scenario_id]
+        self.simulator = CustomerSimulator(
+            self.scenario,
+            services.customer_model,
+            services.guidance,
+            difficulty,  # type: ignore[arg-type]
+            seed,
+        )
+        self.scorecard: Scorecard | None = None
+        self.save = _Saver(services)
+        self._notices: list[str] = []
+        self.session_id = uuid.uuid4().hex  # chosen now, so saves can queue behind the start
+
+        def start() -> None:
+            services.store.start_session(
+                "practice",
+                session_id=self.session_id,
+                user=user,
+                role=role,
+                thread_id=thread_id,
+                scenario_id=self.scenario.id,
+                scenario_title=self.scenario.title,
+                difficulty=difficulty,
+                seed=seed,
+            )
+
+        self._start = start  # saved with the first turn: an untouched session is not kept
+        self._started = False
+
+    @property
+    def opening_line(self) -> str:
+        return self.scenario.opening_line
+
+    @property
+    def finished(self) -> bool:
+        return self.simulator.finished or self.scorecard is not None
+
+    def _save_transcript(self) -> None:
+        transcript = self.simulator.transcript.model_copy(deep=True)
+        scorecard = self.scorecard
+
+        def save() -> None:
+            if not self._started:
+                self._start()
+                self._started = True
+            self.services.store.save_practice(self.session_id, transcript, scorecard)
+
+        self.save(save)
+
+    def respond(self, text: str, on_token: Callable[[str], None] | None = None) -> Turn:
+        """The customer's reply to the trainee's line (cleaned first; empty lines refused)."""
+        if self.finished:
+            raise CoachbotError(
+                "this practice session has ended", hint="start a new chat to practise again"
+            )
+        cleaned = clean_user_text(text, max_tokens=MAX_LINE_TOKENS, count_tokens=count_tokens)
+        self._notices += cleaned.notices
+        turn = self.simulator.respond(cleaned.text, on_token)
+        if turn.model_error:
+            self._notices.append(MODEL_FAILED)
+        self._save_transcript()
+        return turn
+
+    def take_notices(self) -> list[str]:
+        """Notices for the user since the last call (a cut message, a failed save...)."""
+        notices, self._notices = self._notices + self.save.take_notices(), []
+        return notices
+
+    def hint(self) -> Hint:
+        hint = self.simulator.hint()
+        self._save_transcript()
+        return hint
+
+    def end(self) -> Scorecard:
+        """End the session (if the customer has not) and score it."""
+        if self.scorecard is None:
+            transcript = self.simulator.end()
+            self.scorecard = score_transcript(transcript, self.services.guidance)
+            self._save_transcript()
+        return self.scorecard
+
+
+class CoachRun:
+    """A coaching conversation: follow-ups use the history; every exchange is saved."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        user: str | None = None,
+        role: str | None = None,
+        thread_id: str | None = None,
+    ) -> None:
+        self.services = services
+        self.coach = services.coach()
+        self.history: list[dict[str, str]] = []
+        self.save = _Saver(services)
+        self.session_id = uuid.uuid4().hex
+        self._started = False
+        self._who = {"user": user, "role": role, "thread_id": thread_id}
+
+    def stream(self, question: str) -> Iterator[CoachEvent]:
+        """Coach events for ``question``; the exchange is saved when the answer is complete."""
+        for event in self.coach.stream(question, self.history):
+            if event.type == "answer" and event.answer is not None:
+                self._record(event.answer)
+            yield event
+
+    def ask(self, question: str) -> CoachAnswer:
+        final: CoachAnswer | None = None
+        for event in self.stream(question):
+            if event.type == "answer":
+                final = event.answer
+        assert final is not None
+        return final
+
+    def _record(self, answer: CoachAnswer) -> None:
+        self.history += [
+            {"role": "user", "content": answer.question},
+            {"role": "assistant", "content": answer.answer},
+        ]
+
+        def save() -> None:
+            store = self.services.store
+            if not self._started:
+                store.start_session("coach", session_id=self.session_id, **self._who)
+                self._started = True
+            store.add_coach_exchange(self.session_id, answer)
+
+        self.save(save)

@@ -1,0 +1,138 @@
+"""Markdown views of core results for chat interfaces (jinja2 templates in bot/templates/).
+
+User and model text is escaped for Markdown and HTML, so a message can never inject markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from bot.coach import Citation, CoachAnswer
+from bot.customer import Hint, Transcript
+from bot.mood_chart import TEMPLATES
+from bot.scoring import Scorecard
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~])")
+
+
+def md(text: Any) -> str:
+    """``text`` safe to put in Markdown: HTML escaped, Markdown control characters escaped."""
+    escaped = html.escape(str(text), quote=False)
+    escaped = _MD_SPECIAL.sub(r"\\\1", escaped)
+    # Keep citation markers readable: [1] rather than \[1\].
+    return re.sub(r"\\\[(\d+)\\\]", r"[\1]", escaped).replace("\n", " ")
+
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+_env.filters["md"] = md
+
+
+def source_label(citation: Citation) -> str:
+    """The name of a cited passage: its number and article title (names the side element)."""
+    title = str(citation.metadata.get("title") or citation.metadata.get("origin") or "source")
+    title = re.sub(r"[\[\]*_`]", "", title).strip()
+    if len(title) > 60:
+        title = title[:60].rsplit(" ", 1)[0].rstrip(":,;-") + "…"
+    return f"Source {citation.number}: {title}"
+
+
+def coach_answer_markdown(answer: CoachAnswer) -> str:
+    labels = [source_label(c) for c in answer.citations]
+    return _env.get_template("coach_answer.md.j2").render(answer=answer, labels=labels).strip()
+
+
+def hint_markdown(hint: Hint) -> str:
+    return (
+        f"**Hint:** {md(hint.text)}\n\n"
+        f"For example: “{md(hint.example)}”\n\n"
+        f"*{md(source_name(hint.source_origin))}:* {md(hint.source_quote)}"
+    )
+
+
+@lru_cache(maxsize=4)
+def _titles(knowledge_dir: str) -> dict[str, str]:
+    from bot.knowledge.documents import documents_by_origin
+
+    try:
+        return {o: d.meta.title for o, d in documents_by_origin(Path(knowledge_dir)).items()}
+    except Exception:  # a view never fails over a title
+        return {}
+
+
+def source_name(origin: str, knowledge_dir: Path | None = None) -> str:
+    """'Source: <article title>' for an article's origin file name (the origin if unknown)."""
+    if knowledge_dir is None:
+        from bot.config import get_settings
+
+        knowledge_dir = get_settings().knowledge_dir
+    title = _titles(str(knowledge_dir)).get(origin)
+    return f"Source: {title}" if title else f"Source ({origin})"
+
+
+def scorecard_markdown(card: Scorecard, transcript: Transcript) -> str:
+    return (
+        _env.get_template("scorecard.md.j2")
+        .render(card=card, transcript=transcript, source_name=source_name)
+        .strip()
+    )
+
+
+def sessions_table_markdown(summaries: list[Any]) -> str:
+    """Saved sessions as a Markdown table (newest first)."""
+    if not summaries:
+        return "No saved sessions yet."
+    rows = [
+        "| id | when (UTC) | user | kind | scenario | turns | outcome | score | 👍/👎 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{s.id[:8]}`",
+                    s.created_at.strftime("%Y-%m-%d %H:%M"),
+                    md(f"{s.user or 'anonymous'}{f' ({s.role})' if s.role else ''}"),
+                    s.kind,
+                    md(f"{s.scenario_title} ({s.difficulty})") if s.scenario_title else "",
+                    str(s.turns),
+                    (s.outcome or ("in progress" if s.kind == "practice" else "")).replace(
+                        "_", " "
+                    ),
+                    "" if s.score is None else str(s.score),
+                    f"{s.feedback_up}/{s.feedback_down}",
+                ]
+            )
+            + " |"
+        )
+    return "### Saved sessions\n\n" + "\n".join(rows)
+
+
+def session_markdown(record: Any) -> str:
+    """One saved session: transcript and scorecard, or the coach exchanges."""
+    payload = record.payload or {}
+    transcript = (
+        Transcript.model_validate(payload["transcript"]) if payload.get("transcript") else None
+    )
+    scorecard_text = ""
+    if payload.get("scorecard") and transcript is not None:
+        card = Scorecard.model_validate(payload["scorecard"])
+        scorecard_text = scorecard_markdown(card, transcript)
+    exchanges = [CoachAnswer.model_validate(x) for x in payload.get("exchanges", [])]
+    return (
+        _env.get_template("session.md.j2")
+        .render(s=record, transcript=transcript, exchanges=exchanges, scorecard=scorecard_text)
+        .strip()
+    )

@@ -1,0 +1,331 @@
+"""The Chainlit app's handlers, in-process: a mocked Chainlit context per test, fake models.
+
+Each test builds a ``WebsocketSession`` whose ``emit`` records what the browser would receive,
+then awaits the app's handlers directly (see ../shared/PLATFORM.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from typing import Any
+
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+os.environ["COACHBOT_APP_NO_CONFIGURE"] = "1"  # no login or data layer: tested separately
+
+import chainlit as cl
+from chainlit.context import init_ws_context
+from chainlit.session import WebsocketSession
+
+from bot import app
+from bot.config import PROJECT_ROOT
+from bot.guidance import default_engine
+from bot.knowledge import KnowledgeIndex
+from bot.service import Services
+from bot.storage import SessionStore
+
+from .conftest import ARTICLES_DIR, make_settings
+
+COACH_REPLY = (
+    'Say: "You have every right to be upset, and I am sorry your parcel arrived broken."\n'
+    "Why: Validating their feelings helps them feel heard [1]."
+)
+CUSTOMER_LINE = "I want this sorted today, the parcel came smashed and the rain got in."
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app")
+    shutil.copytree(ARTICLES_DIR, tmp / "knowledge" / "articles")
+    settings = make_settings(tmp)
+    index = KnowledgeIndex(settings)
+    index.ingest()
+    engine = default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
+    return settings, index, engine
+
+
+@pytest.fixture
+def services(shared, tmp_path):
+    settings, index, engine = shared
+    svc = Services(
+        settings,
+        model=FakeListChatModel(responses=[COACH_REPLY]),
+        customer_model=FakeListChatModel(responses=[CUSTOMER_LINE]),
+        index=index,
+        guidance=engine,
+        store=SessionStore(f"sqlite:///{tmp_path / 'coachbot.db'}"),
+    )
+    app.use_services(svc)
+    yield svc
+    app.use_services(None)
+
+
+class Browser:
+    """What the browser receives from one session."""
+
+    def __init__(self, profile: str, user: cl.User | None = None) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+        async def emit(event: str, data: Any) -> None:
+            self.events.append((event, data))
+
+        async def emit_call(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        self.session = WebsocketSession(
+            id=str(uuid.uuid4()),
+            socket_id=str(uuid.uuid4()),
+            emit=emit,
+            emit_call=emit_call,
+            user_env={},
+            client_type="webapp",
+            thread_id=str(uuid.uuid4()),
+            user=user,
+            chat_profile=profile,
+        )
+
+    def run(self, coro_fn, *args: Any) -> Any:
+        async def go() -> Any:
+            init_ws_context(self.session)
+            return await coro_fn(*args)
+
+        return asyncio.run(go())
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Final state of every message (new_message updated by update_message), in order."""
+        by_id: dict[str, dict[str, Any]] = {}
+        for event, data in self.events:
+            if event in {"new_message", "update_message"} and isinstance(data, dict):
+                by_id[data["id"]] = {**by_id.get(data["id"], {}), **data}
+        return list(by_id.values())
+
+    def texts(self) -> list[str]:
+        return [m.get("output", "") for m in self.messages()]
+
+    def of(self, event_name: str) -> list[Any]:
+        return [data for event, data in self.events if event == event_name]
+
+    def say(self, text: str) -> None:
+        async def send() -> None:
+            await app.on_message(cl.Message(content=text, author="User"))
+
+        self.run(send)
+
+
+# --------------------------------------------------------------------------- practice
+
+
+def test_practice_starts_with_settings_opening_line_mood_and_actions(services):
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    settings = browser.of("chat_settings")[0]
+    ids = {w["id"] for w in settings}
+    assert ids == {"scenario", "difficulty"}
+    scenario = next(w for w in settings if w["id"] == "scenario")
+    assert len(scenario["items"]) >= 8
+    texts = browser.texts()
+    run = cl_session_value(browser, "practice")
+    assert any(run.opening_line in t and "anger" in t for t in texts)
+    names = {a["name"] for a in browser.of("action")}
+    assert {"hint", "end_debrief"} <= names
+
+
+def cl_session_value(browser: Browser, key: str) -> Any:
+    from chainlit.user_session import user_sessions
+
+    return user_sessions[browser.session.id].get(key)
+
+
+def test_practice_turn_streams_the_reply_with_mood_and_is_saved(services):
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    browser.say("I'm so sorry your parcel arrived smashed, that must be really upsetting.")
+    assert browser.of("stream_token"), "the customer's reply is streamed"
+    last = browser.texts()[-1]
+    run = cl_session_value(browser, "practice")
+    line = run.simulator.transcript.turns[0].customer
+    assert last.startswith(line) and "anger" in last
+    saved = services.store.get_session(run.session_id)
+    assert saved.turns == 1 and saved.thread_id == browser.session.thread_id
+    assert saved.transcript().turns[0].customer == line
+
+
+def test_hint_and_debrief_with_scorecard_and_mood_picture(services):
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    browser.say("I'm so sorry your parcel arrived smashed, that must be really upsetting.")
+    browser.run(app.on_hint, cl.Action(name="hint", payload={}))  # actions need no context
+    assert any(t.startswith("**Hint:**") and "For example" in t for t in browser.texts())
+    browser.run(app.on_end, cl.Action(name="end_debrief", payload={}))
+    debrief = next(t for t in browser.texts() if t.startswith("## Debrief"))
+    assert "/100" in debrief and "What you did" in debrief and "Source: " in debrief
+    images = [e for e in browser.of("element") if e.get("type") == "image"]
+    assert images and images[0]["mime"] == "image/svg+xml"
+    run = cl_session_value(browser, "practice")
+    saved = services.store.get_session(run.session_id)
+    assert saved.status == "ended" and saved.score is not None
+    assert saved.scorecard() is not None and saved.transcript().hints
+
+
+def test_messages_after_the_end_are_answered_not_lost(services):
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    browser.run(app.on_end, cl.Action(name="end_debrief", payload={}))
+    browser.say("Hello again?")
+    assert "has ended" in browser.texts()[-1]
+
+
+def test_changing_settings_starts_the_chosen_scenario(services):
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    other = sorted(services.scenarios)[-1]
+    browser.run(app.on_settings_update, {"scenario": other, "difficulty": "hard"})
+    run = cl_session_value(browser, "practice")
+    assert run.scenario.id == other and run.simulator.difficulty == "hard"
+    assert any(services.scenarios[other].title in t and "(hard)" in t for t in browser.texts())
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_message_gets_a_clear_answer(services, text):
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    browser.say(text)
+    assert "empty" in browser.texts()[-1]
+    assert cl_session_value(browser, "practice").simulator.transcript.turns == []
+
+
+def test_oversized_message_is_cut_with_a_notice(services):
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    browser.say("I hear how upsetting this is. " * 40_000)  # about 1.2 MB
+    assert any("only the first" in t for t in browser.texts())
+    turn = cl_session_value(browser, "practice").simulator.transcript.turns[0]
+    assert len(turn.trainee) < 2_000
+
+
+class DyingModel(FakeListChatModel):
+    def _stream(self, *args, **kwargs):
+        raise ConnectionError("model server went away")
+
+
+def test_model_failure_mid_reply_is_friendly_and_the_session_goes_on(services):
+    services._customer_model = DyingModel(responses=["x"])
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    browser.say("I'm so sorry your parcel arrived smashed.")
+    assert any("did not answer" in t for t in browser.texts())
+    services._customer_model = FakeListChatModel(responses=[CUSTOMER_LINE])
+    cl_session_value(browser, "practice").simulator.model = services.customer_model
+    browser.say("Tell me more about what happened.")
+    turns = cl_session_value(browser, "practice").simulator.transcript.turns
+    assert len(turns) == 2 and browser.texts()[-1].startswith(turns[1].customer)
+
+
+def test_unexpected_error_shows_a_friendly_message_not_a_traceback(services, monkeypatch):
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    run = cl_session_value(browser, "practice")
+    monkeypatch.setattr(run, "respond", lambda *a, **k: 1 / 0)
+    browser.say("Hello")
+    last = browser.texts()[-1]
+    assert "something went wrong" in last and "Traceback" not in last
+
+
+# --------------------------------------------------------------------------- coach
+
+
+def test_coach_profile_has_starters():
+    profiles = asyncio.run(app.chat_profiles(None))
+    coach = next(p for p in profiles if p.name == app.COACH)
+    assert coach.starters and len(coach.starters) >= 3
+
+
+def test_coach_answer_streams_shows_retrieval_and_cites_side_sources(services):
+    browser = Browser(app.COACH)
+    browser.run(app.on_chat_start)
+    browser.say("The customer is shouting about a broken parcel, what do I say?")
+    steps = [m for m in browser.messages() if m.get("type") == "retrieval"]
+    assert steps and "[1]" in steps[0]["output"]
+    assert browser.of("stream_token")
+    answer = browser.texts()[-1]
+    assert answer.startswith("**Say:**") and "**Why:**" in answer and "[1]" in answer
+    side = [e for e in browser.of("element") if e.get("display") == "side"]
+    assert side and all(e["name"] in answer for e in side)
+    run = cl_session_value(browser, "coach")
+    saved = services.store.get_session(run.session_id)
+    assert saved.kind == "coach" and saved.exchanges()[0].say.startswith("You have every right")
+
+
+def test_coach_declines_a_company_question(services):
+    browser = Browser(app.COACH)
+    browser.run(app.on_chat_start)
+    browser.say("What is our refund window for damaged items?")
+    assert "doesn't cover" in browser.texts()[-1]
+
+
+def test_coach_html_in_a_question_is_not_rendered(services):
+    browser = Browser(app.COACH)
+    browser.run(app.on_chat_start)
+    browser.say("<img src=x onerror=alert(1)> customer is angry, what do I say?")
+    for text in browser.texts():
+        assert "<img" not in text
+
+
+# --------------------------------------------------------------------------- trainers, feedback
+
+
+def test_profiles_through_chainlit_wrapper():
+    # Chainlit calls the hook with (user, language); a signature it can't bind loses the profiles.
+    from chainlit.config import config
+
+    trainee = cl.User(identifier="tess", metadata={"role": "trainee"})
+    profiles = asyncio.run(config.code.set_chat_profiles(trainee, "en-US"))
+    assert [p.name for p in profiles] == [app.PRACTICE, app.COACH]
+
+
+def test_trainer_profile_only_for_trainers():
+    trainee = cl.User(identifier="tess", metadata={"role": "trainee"})
+    trainer = cl.User(identifier="tom", metadata={"role": "trainer"})
+    assert app.REVIEW not in [p.name for p in asyncio.run(app.chat_profiles(trainee))]
+    assert app.REVIEW in [p.name for p in asyncio.run(app.chat_profiles(trainer))]
+
+
+def test_trainer_lists_and_opens_a_trainee_session(services):
+    trainee = Browser(app.PRACTICE, cl.User(identifier="tess", metadata={"role": "trainee"}))
+    trainee.run(app.on_chat_start)
+    trainee.say("I'm so sorry your parcel arrived smashed, that must be really upsetting.")
+    trainee.run(app.on_end, cl.Action(name="end_debrief", payload={}))
+    run = cl_session_value(trainee, "practice")
+
+    trainer = Browser(app.REVIEW, cl.User(identifier="tom", metadata={"role": "trainer"}))
+    trainer.run(app.on_chat_start)
+    table = trainer.texts()[-1]
+    assert run.session_id[:8] in table and "tess" in table
+    trainer.say(run.session_id[:8])
+    shown = trainer.texts()[-1]
+    line = run.simulator.transcript.turns[0].customer
+    assert "Trainee:" in shown and line[:30] in shown and "Debrief" in shown
+
+
+def test_a_trainee_cannot_review(services):
+    trainee = Browser(app.REVIEW, cl.User(identifier="tess", metadata={"role": "trainee"}))
+    trainee.run(app.on_chat_start)
+    assert "Only trainers" in trainee.texts()[-1]
+
+
+def test_feedback_is_stored(services):
+    from chainlit.types import Feedback
+
+    browser = Browser(app.COACH)
+    browser.run(app.on_chat_start)
+    browser.say("The customer is shouting about a broken parcel, what do I say?")
+    answer_id = browser.messages()[-1]["id"]
+    thread = browser.session.thread_id
+    browser.run(app.on_feedback, Feedback(forId=answer_id, threadId=thread, value=0))
+    run = cl_session_value(browser, "coach")
+    record = services.store.get_session(run.session_id)
+    assert record.feedback_down == 1 and record.feedback[0].step_id == answer_id
