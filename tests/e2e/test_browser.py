@@ -54,8 +54,61 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class AppServer:
+    """`chainlit run bot/app.py` on a free port, in its own data directory; can restart."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "COACHBOT_DATA_DIR": str(tmp / "data"),
+            "COACHBOT_AUTH": "on",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.env.pop("CHAINLIT_AUTH_SECRET", None)  # generated into the data directory
+        self.log_path = tmp / "app.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "chainlit", "run", "bot/app.py", "--headless"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log_path.open("a") as log:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                urllib.request.urlopen(self.url, timeout=2).read()
+                return
+            except OSError:
+                time.sleep(0.5)
+        pytest.fail("the app did not start:\n" + self.log_path.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory) -> Iterator[str]:
+def server(tmp_path_factory) -> Iterator[AppServer]:
     reason = _skip_reason()
     if reason:
         print(f"\nbrowser test skipped: {reason}")
@@ -63,52 +116,22 @@ def app_url(tmp_path_factory) -> Iterator[str]:
     from bot.users import UserStore
 
     tmp = tmp_path_factory.mktemp("e2e")
-    data = tmp / "data"
-    UserStore(data / "users.yaml").add(USER, PASSWORD, "trainee")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "COACHBOT_DATA_DIR": str(data),
-        "COACHBOT_AUTH": "on",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("CHAINLIT_AUTH_SECRET", None)
-    log = (tmp / "app.log").open("w")
-    command = [sys.executable, "-m", "chainlit", "run", "bot/app.py", "--headless"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(
-        command,
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    UserStore(tmp / "data" / "users.yaml").add(USER, PASSWORD, "trainee")
+    app_server = AppServer(tmp)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            try:
-                urllib.request.urlopen(url, timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.5)
-        if proc.poll() is not None:
-            pytest.fail("the app exited:\n" + (tmp / "app.log").read_text()[-3000:])
-        yield url
+        app_server.start()
+        yield app_server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        app_server.stop()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp / "app.log", ARTIFACTS / "app.log")
-        text = (tmp / "app.log").read_text()
+        shutil.copy(app_server.log_path, ARTIFACTS / "app.log")
+        text = app_server.log_path.read_text()
         assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def app_url(server: AppServer) -> str:
+    return server.url
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +213,13 @@ def test_coach_flow_with_a_cited_source(page, app_url):
     shot(page, "08-coach-source")
 
 
-def test_sessions_survive_a_reload_in_the_history(page, app_url):
-    page.reload()
+def test_sessions_survive_a_restart_in_the_history(page, server):
+    server.restart()
+    page.goto(server.url)
+    if page.locator("#email").count():  # the login survives a restart (same secret), or not
+        page.locator("#email").fill(USER)
+        page.locator("#password").fill(PASSWORD)
+        page.keyboard.press("Enter")
     history = page.locator("#thread-history")
     try:
         history.wait_for(timeout=15_000)  # the sidebar opens by default (.chainlit/config.toml)
