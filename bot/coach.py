@@ -167,6 +167,7 @@ _ADVICE = re.compile(
 _QUOTED_WORDS = re.compile(r"[\"“]([^\"“”]{12,})[\"”]")
 
 
+_PROMPT_ECHO = re.compile(r"\b(agent['’]s question|passages?:|line to adapt|adapt it)\b", re.I)
 _THIRD_PERSON = re.compile(r"\b(the customer|the caller|the client|he|she|him|her|his)\b", re.I)
 
 
@@ -202,6 +203,32 @@ def spoken_words(say: str) -> str:
     return say
 
 
+_SPECIFIC = re.compile(
+    r"\d|\b(twice|monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|"
+    r"tomorrow|yesterday|week|month|hour|minutes?)\b",
+    re.I,
+)
+
+
+def _is_generic(line: str) -> bool:
+    """True for a phrasing with no details of its own (numbers, days, names)."""
+    if _SPECIFIC.search(line):
+        return False
+    for sentence in re.split(r"(?<=[.!?;:])\s+", line):
+        words = re.findall(r"[A-Za-z][\w'’]*", sentence)
+        if any(w[0].isupper() and not w.startswith("I") for w in words[1:]):
+            return False  # a name mid-sentence
+    return True
+
+
+MAX_SENTENCE_WORDS = 32  # a long sentence is clipped in the prompt (the citation keeps it whole)
+
+
+def _clip_words(sentence: str, limit: int) -> str:
+    words = sentence.split()
+    return sentence if len(words) <= limit else " ".join(words[:limit]) + " …"
+
+
 def enforce_citations(why: str, n_passages: int) -> tuple[str, list[int], bool]:
     """Keep citations that point to the passages shown; (cleaned text, numbers, removed any)."""
     valid: list[int] = []
@@ -233,7 +260,7 @@ class Coach:
         guidance: GuidanceEngine,
         k: int = 4,
         min_score: float = 0.18,
-        max_context_sentences: int = 3,
+        max_context_sentences: int = 2,
         max_attempts: int = 2,
     ) -> None:
         self.model = model
@@ -244,6 +271,8 @@ class Coach:
         self.max_context_sentences = max_context_sentences
         self.max_attempts = max_attempts
         self.system_prompt = render_prompt("coach_system.md")
+        self._example_cache: dict[str, np.ndarray | None] = {}
+        self._vectors: dict[str, np.ndarray] = {}
 
     # ---- retrieval and context
     def retrieve(self, query: str) -> list[RetrievedChunk]:
@@ -279,8 +308,7 @@ class Coach:
                     candidates.append((rank, sentence))
         if not candidates:
             return [], []
-        embedder = self.guidance.embeddings or self.index.embeddings
-        vectors = np.asarray(embedder.embed_documents([query] + [c[1] for c in candidates]))
+        vectors = self.embed([query] + [c[1] for c in candidates])
         sims = vectors[1:] @ vectors[0]
         sims = sims + np.array([0.02 * (len(hits) - rank) for rank, _ in candidates])  # rank prior
         chosen = sorted(np.argsort(-sims)[: self.max_context_sentences].tolist())
@@ -302,7 +330,10 @@ class Coach:
         for i in chosen:
             rank, sentence = candidates[i]
             grouped.setdefault(number_of[rank], []).append(sentence)
-        context = [{"number": n, "text": " ".join(s)} for n, s in sorted(grouped.items())]
+        context = [
+            {"number": n, "text": " ".join(_clip_words(x, MAX_SENTENCE_WORDS) for x in s)}
+            for n, s in sorted(grouped.items())
+        ]
         return citations, context
 
     def _avoid_for(self, question: str) -> tuple[str | None, str | None, dict[str, Any] | None]:
@@ -358,8 +389,13 @@ class Coach:
 
         citations, context = self._select_context(query, hits)
         yield CoachEvent("citations", citations=citations)
+        suggestion = self.suggested_line(text)
         prompt = render_prompt(
-            "coach_question.md", passages=context, question=text, context=context_question
+            "coach_question.md",
+            passages=context,
+            question=text,
+            context=context_question,
+            suggestion=suggestion,
         )
         messages = [SystemMessage(self.system_prompt), HumanMessage(prompt)]
         flags: list[str] = []
@@ -431,7 +467,7 @@ class Coach:
                 ),
             ]
         if problem is not None:
-            say = self._safe_say(text)
+            say = suggestion
             why = "" if model_error is not None else why
             flags.append("say_replaced_from_catalogue")
         say = say.strip().strip('"“”')
@@ -474,6 +510,8 @@ class Coach:
         triggers = [d for d in self.guidance.detect(say, scoped=False) if d.kind == "avoid"]
         if triggers:
             return "say_regenerated:" + ",".join(d.behaviour_id for d in triggers)
+        if _PROMPT_ECHO.search(say):
+            return "say_echoes_question"
         mine, theirs = content_words(say), content_words(question)
         # Reusing the customer's situation words is good; repeating the question back is not.
         if _shares_run(say, question, 7) or (
@@ -498,18 +536,17 @@ class Coach:
         """Make sure Why rests on a passage shown: cite the one that supports it, or quote one."""
         if not citations:
             return why, cited
-        embedder = self.guidance.embeddings or self.index.embeddings
         if not why.strip(" .[]0123456789"):
             # No reason given: quote the context sentence closest to the suggested wording.
             texts = [c["text"] for c in context]
-            vectors = np.asarray(embedder.embed_documents([say or "", *texts]))
+            vectors = self.embed([say or "", *texts])
             best = int(np.argmax(vectors[1:] @ vectors[0]))
             flags.append("why_from_passage")
             number = context[best]["number"]
             return f"{texts[best]} [{number}]", [number]
         if cited:
             return why, cited
-        vectors = np.asarray(embedder.embed_documents([why, *[c.text for c in citations]]))
+        vectors = self.embed([why, *[c.text for c in citations]])
         sims = vectors[1:] @ vectors[0]
         best = int(np.argmax(sims))
         if float(sims[best]) >= 0.45:
@@ -519,14 +556,60 @@ class Coach:
         flags.append("uncited")
         return why, cited
 
-    def _safe_say(self, question: str) -> str:
-        """A catalogue phrasing of the do-behaviour that answers the question's moment."""
+    def target_behaviour(self, question: str) -> str:
+        """The do-behaviour that answers the question's moment (decided by code)."""
         from bot.customer import INSTEAD
 
         _, avoid_id, _ = self._avoid_for(question)
-        target = INSTEAD.get(avoid_id or "", "validate_feelings")
-        examples = self.guidance.catalogue.get(target).examples
-        return min(examples[:12], key=len)
+        if avoid_id in INSTEAD:
+            return INSTEAD[avoid_id]
+        likeliest = self.guidance.likeliest(question, "do")
+        if likeliest is not None and likeliest[1] >= 0.25:
+            return likeliest[0].id
+        return "validate_feelings"
+
+    def suggested_line(self, question: str) -> str:
+        """A catalogue line for the target behaviour (its generic ``coach_lines``), the closest
+        to the question.
+
+        The model adapts it (a weak model copies triggers from the question far less when it
+        starts from a good line), and it is the last resort when every Say line fails. Lines
+        with details of their own (numbers, names, days) are avoided: they would invent facts.
+        """
+        behaviour = self.guidance.catalogue.get(self.target_behaviour(question))
+        examples = (
+            behaviour.coach_lines
+            or [e for e in behaviour.examples if _is_generic(e)]
+            or behaviour.examples
+        )
+        vectors = self._example_vectors(behaviour.id, examples)
+        if vectors is None:
+            return min(examples[:12], key=len)
+        return examples[int(np.argmax(vectors @ self.embed([question])[0]))]
+
+    def _example_vectors(self, behaviour_id: str, examples: list[str]) -> np.ndarray | None:
+        if behaviour_id not in self._example_cache:
+            self._example_cache[behaviour_id] = self.embed(examples) if self._can_embed else None
+        return self._example_cache[behaviour_id]
+
+    @property
+    def _can_embed(self) -> bool:
+        return self.guidance.embeddings is not None or self.index.embeddings is not None
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit sentence vectors, cached: passages and catalogue lines recur across questions,
+        so after the first few questions only the question itself is embedded."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            if self.guidance.embeddings is not None:
+                fresh = self.guidance.embed(missing)
+            else:
+                raw = np.asarray(self.index.embeddings.embed_documents(missing), dtype=np.float32)
+                fresh = raw / np.clip(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12, None)
+            if len(self._vectors) > 5000:  # bounded: a long-running app asks many questions
+                self._vectors.clear()
+            self._vectors.update(zip(missing, np.asarray(fresh), strict=True))
+        return np.stack([self._vectors[t] for t in texts])
 
     def ask(self, question: str, history: list[dict[str, str]] | None = None) -> CoachAnswer:
         """Answer ``question`` (non-streaming)."""

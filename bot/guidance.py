@@ -57,6 +57,8 @@ class Behaviour(BaseModel):
     description: str = Field(min_length=1)
     why: str = Field(min_length=1)
     examples: list[str] = Field(min_length=3)
+    # Generic lines for any situation (do-behaviours): the coach starts from these.
+    coach_lines: list[str] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list)
     source: SourceRef
 
@@ -360,6 +362,10 @@ class GuidanceEngine:
             json.dumps([CLASSIFIER_VERSION, model, texts, labels]).encode()
         ).hexdigest()[:20]
         return self.cache_dir / f"guidance-{digest}.npz"
+
+    def embed(self, texts: list[str]) -> np.ndarray | None:
+        """Unit-length sentence vectors (None without embeddings)."""
+        return None if self.embeddings is None else self._embed(texts)
 
     def likeliest(self, text: str, kind: Kind) -> tuple[Behaviour, float] | None:
         """The behaviour of ``kind`` the classifier finds most likely in ``text``, and its

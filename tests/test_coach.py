@@ -306,3 +306,43 @@ def test_model_failure_still_gives_a_grounded_catalogue_answer(index, engine):
     assert answer.say and answer.why and answer.grounded
     assert any("did not answer" in n for n in answer.notices)
     assert answer.attempts == 1
+
+
+def test_coach_lines_are_generic_and_trigger_free(engine):
+    from bot.coach import _is_generic
+
+    lines = [(b.id, line) for b in engine.catalogue.behaviours for line in b.coach_lines]
+    assert len(lines) >= 20
+    assert {b.id for b in engine.catalogue.behaviours if b.kind == "do"} == {i for i, _ in lines}
+    for _, line in lines:
+        assert _is_generic(line), line
+        found = engine.detect(line, scoped=False)
+        assert not [d for d in found if d.kind == "avoid"], line
+
+
+@pytest.mark.parametrize(
+    ("question", "behaviour"),
+    [
+        ("Is it ok to tell him to calm down?", "validate_feelings"),
+        ("Can I say 'as I already explained'?", "reflect_back"),
+        ("Should I ask her what she thinks would be fair?", "ask_fair_solution"),
+    ],
+)
+def test_suggested_line_answers_the_moment(index, engine, question, behaviour):
+    coach = coach_with([GOOD], index, engine)
+    assert coach.target_behaviour(question) == behaviour
+    assert coach.suggested_line(question) in engine.catalogue.get(behaviour).coach_lines
+
+
+def test_last_resort_is_the_suggested_line_not_a_situation_example(index, engine):
+    bad = 'Say: "Calm down, please."\nWhy: x [1].'
+    answer = coach_with([bad, bad], index, engine).ask("Is it ok to tell him to calm down?")
+    assert "say_replaced_from_catalogue" in answer.flags
+    assert answer.say in engine.catalogue.get("validate_feelings").coach_lines
+
+
+def test_a_say_line_that_echoes_the_prompt_is_rejected(index, engine):
+    echo = 'Say: Agent\'s question: "You have every right to be upset."\nWhy: x [1].'
+    good = 'Say: "You have every right to be upset about this."'
+    answer = coach_with([echo, good], index, engine).ask("She's upset about a late order")
+    assert "Agent" not in answer.say and answer.attempts == 2
