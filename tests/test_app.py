@@ -28,6 +28,8 @@ from bot.knowledge import KnowledgeIndex
 from bot.service import Services
 from bot.storage import SessionStore
 
+os.environ.pop("COACHBOT_APP_NO_CONFIGURE")  # only for this import: app servers must configure
+
 from .conftest import ARTICLES_DIR, make_settings
 
 COACH_REPLY = (
@@ -87,6 +89,9 @@ class Browser:
             user=user,
             chat_profile=profile,
         )
+
+        # Chainlit keeps element files under .files/<session id>; its server creates .files/.
+        self.session.files_dir.parent.mkdir(parents=True, exist_ok=True)
 
     def run(self, coro_fn, *args: Any) -> Any:
         async def go() -> Any:

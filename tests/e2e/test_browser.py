@@ -68,6 +68,7 @@ class AppServer:
             "PYTHONUNBUFFERED": "1",
         }
         self.env.pop("CHAINLIT_AUTH_SECRET", None)  # generated into the data directory
+        self.env.pop("COACHBOT_APP_NO_CONFIGURE", None)  # login and history must be on
         self.log_path = tmp / "app.log"
         self.proc: subprocess.Popen | None = None
 
