@@ -311,7 +311,21 @@ class Coach:
         vectors = self.embed([query] + [c[1] for c in candidates])
         sims = vectors[1:] @ vectors[0]
         sims = sims + np.array([0.02 * (len(hits) - rank) for rank, _ in candidates])  # rank prior
-        chosen = sorted(np.argsort(-sims)[: self.max_context_sentences].tolist())
+        # The best sentences, one per passage while other passages have any: the model is
+        # shown (and cites) [1] and [2] as in its worked example, never [2] of a single passage.
+        order = np.argsort(-sims).tolist()
+        chosen: list[int] = []
+        for i in order:
+            if len(chosen) == self.max_context_sentences:
+                break
+            if all(candidates[i][0] != candidates[j][0] for j in chosen):
+                chosen.append(i)
+        for i in order:  # fewer passages than sentences wanted: fill from the best
+            if len(chosen) == self.max_context_sentences:
+                break
+            if i not in chosen:
+                chosen.append(i)
+        chosen.sort()
         ranks_used: list[int] = []
         for i in sorted(chosen, key=lambda j: candidates[j][0]):
             if candidates[i][0] not in ranks_used:

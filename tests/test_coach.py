@@ -346,3 +346,21 @@ def test_a_say_line_that_echoes_the_prompt_is_rejected(index, engine):
     good = 'Say: "You have every right to be upset about this."'
     answer = coach_with([echo, good], index, engine).ask("She's upset about a late order")
     assert "Agent" not in answer.say and answer.attempts == 2
+
+
+def test_context_sentences_come_from_different_passages(index, engine):
+    from bot.knowledge.index import RetrievedChunk
+
+    first = RetrievedChunk(
+        "Validate their feelings when a customer is shouting at you. "
+        "When a customer is shouting at you, validate their feelings first.",
+        0.6,
+        {"title": "A"},
+    )
+    second = RetrievedChunk(
+        "Ask open questions so the customer can tell you what happened.", 0.5, {"title": "B"}
+    )
+    coach = coach_with([GOOD], index, engine)
+    citations, context = coach._select_context("A customer is shouting at me", [first, second])
+    assert [c["number"] for c in context] == [1, 2]
+    assert [c.metadata["title"] for c in citations] == ["A", "B"]
