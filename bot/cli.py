@@ -20,6 +20,7 @@ from rich.table import Table
 from bot.cli_admin import sessions_app, users_app
 from bot.config import get_settings
 from bot.errors import CoachbotError
+from bot.evals.cli import eval_command
 
 app = typer.Typer(
     name="coachbot",
@@ -529,6 +530,8 @@ def chat() -> None:
 
 app.add_typer(users_app, name="users", help="Manage login users (hashed passwords, roles).")
 app.add_typer(sessions_app, name="sessions", help="List and show saved sessions and scores.")
+
+app.command("eval")(eval_command)
 
 
 def main() -> None:  # pragma: no cover - entry point shim

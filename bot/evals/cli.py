@@ -1,0 +1,201 @@
+"""``coachbot eval``: a thin adapter over :mod:`bot.evals` (registered in bot/cli.py).
+
+Exit codes: 0 no regression (without ``--baseline``: every case passed); 1 a regression against
+the baseline (without one: a failing case); 2 the eval could not run (bad suite, filter,
+baseline or option, or the model is unavailable); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+SETUP_ERROR = 2
+
+
+def _error(message: str, as_json: bool) -> typer.Exit:
+    from rich.console import Console
+
+    message = " ".join(message.split())  # one line, even for a YAML parser's message
+
+    if as_json:
+        print(json.dumps({"ok": False, "error": message, "exit_code": SETUP_ERROR}))
+    Console(stderr=True).print(
+        f"[bold red]coachbot: error:[/] {message}", highlight=False, soft_wrap=True
+    )
+    return typer.Exit(SETUP_ERROR)
+
+
+def eval_command(
+    suites: Annotated[
+        list[str] | None,
+        typer.Argument(help="Suite names in evals/suites/ or paths to suite files (default: all)."),
+    ] = None,
+    filter_: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help="Which cases: id:GLOB, tag:T, kind:K, suite:S, scenario:ID with and/or/not/(). "
+            "A bare word matches the case id.",
+        ),
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=1, max=100, help="Runs per case (different seeds).")
+    ] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=32, help="Cases run in parallel.")
+    ] = 1,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="Compare with this baseline; exit 1 on a regression."),
+    ] = None,
+    save_baseline: Annotated[
+        Path | None, typer.Option("--save-baseline", help="Write this run as a baseline.")
+    ] = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write report.html, junit.xml and results.json here."),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold", min=0.0, max=1.0, help="Pass rate a case needs (overrides suites)."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run eval suites against the bot: pass rates, baseline regressions, reports."""
+    from rich.console import Console
+
+    from bot.errors import CoachbotError
+
+    console = Console()
+    err_console = Console(stderr=True)
+    try:
+        code = _run(
+            suites or [],
+            filter_,
+            repeat,
+            workers,
+            baseline,
+            save_baseline,
+            report_dir,
+            no_cache,
+            threshold,
+            as_json,
+            console,
+            err_console,
+        )
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130) from None
+    except CoachbotError as exc:
+        raise _error(str(exc), as_json) from None
+    except Exception as exc:
+        if os.environ.get("COACHBOT_DEBUG"):
+            raise
+        raise _error(
+            f"{type(exc).__name__}: {exc} (set COACHBOT_DEBUG=1 for details)", as_json
+        ) from None
+    raise typer.Exit(code)
+
+
+def _run(
+    names: list[str],
+    filter_: str | None,
+    repeat: int,
+    workers: int,
+    baseline_path: Path | None,
+    save_path: Path | None,
+    report_dir: Path | None,
+    no_cache: bool,
+    threshold: float | None,
+    as_json: bool,
+    console: Any,
+    err_console: Any,
+) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bot.config import PROJECT_ROOT, get_settings
+    from bot.errors import DataValidationError
+    from bot.evals.baseline import compare, load_baseline, save_baseline
+    from bot.evals.reports import print_terminal, write_reports
+    from bot.evals.results import exit_code_for
+    from bot.evals.runner import SCRIPTS_DIR, RunOptions, run_evals
+    from bot.evals.suites import Checker, load_suites, parse_filter, resolve_suites
+    from bot.guidance import load_catalogue
+    from bot.scenarios import load_scenarios
+
+    settings = get_settings()
+    catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
+    scenarios, _ = load_scenarios(settings.prompts_dir / "scenarios")
+    checker = Checker(
+        behaviour_ids=catalogue.ids,
+        avoid_ids=[b.id for b in catalogue.behaviours if b.kind == "avoid"],
+        scenario_ids=scenarios,
+        scripts_dir=SCRIPTS_DIR,
+    )
+    suites = load_suites(resolve_suites(names, PROJECT_ROOT / "evals" / "suites"), checker)
+    if filter_ is not None:
+        keep = parse_filter(filter_)
+        for suite in suites:
+            suite.cases = [c for c in suite.cases if keep(suite.name, c)]
+        suites = [s for s in suites if s.cases]
+        if not suites:
+            raise DataValidationError(f"no case matches --filter {filter_!r}")
+    baseline = load_baseline(baseline_path) if baseline_path is not None else None
+
+    total = sum(len(s.cases) for s in suites) * repeat
+    options = RunOptions(
+        repeat=repeat,
+        workers=workers,
+        use_cache=not no_cache,
+        threshold=threshold,
+        filter=filter_,
+        scripts_dir=SCRIPTS_DIR,
+    )
+    with Progress(
+        TextColumn("[bold]eval[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting…", total=total)
+
+        def advance(key: str) -> None:
+            progress.update(task, advance=1, description=key)
+
+        report = run_evals(suites, settings, options, advance, None, catalogue, scenarios)
+
+    if baseline is not None and baseline_path is not None:
+        report.baseline = compare(report, baseline, str(baseline_path))
+    report.exit_code = exit_code_for(report)
+    if save_path is not None:
+        save_baseline(report, save_path)
+    written = write_reports(report, report_dir) if report_dir is not None else {}
+    if as_json:
+        print(
+            json.dumps(
+                {"ok": report.exit_code == 0, **report.to_json()}, ensure_ascii=False, indent=1
+            )
+        )
+    else:
+        print_terminal(report, console)
+        for kind, path in written.items():
+            console.print(f"{kind} report: {path}", highlight=False)
+        if save_path is not None:
+            console.print(f"baseline saved: {save_path}", highlight=False)
+    return report.exit_code

@@ -1,0 +1,213 @@
+"""Eval reports: a terminal table (rich), a static HTML page, JUnit XML and JSON."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jinja2
+from rich.console import Console
+from rich.table import Table
+
+from bot.evals.results import CaseResult, RunReport
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+EXIT_CODES = {
+    0: "no regression against the baseline (without a baseline: every case passed)",
+    1: "a case that passed in the baseline fails now (without a baseline: a case failed)",
+    2: "the eval could not run (bad suite, filter, baseline or option; model unavailable)",
+}
+
+
+def exit_meaning(report: RunReport) -> str:
+    if report.baseline is not None:
+        if report.exit_code:
+            diff = report.baseline
+            count = len(diff.newly_failing) + len(diff.newly_failing_checks)
+            return f"{count} regression(s) against the baseline"
+        return "no regression against the baseline"
+    if report.exit_code:
+        return f"{report.failed} case(s) failed (no baseline given)"
+    return "every case passed"
+
+
+def _first_problem(case: CaseResult) -> str:
+    for run in case.runs:
+        if run.error:
+            return f"error: {run.error}"
+        for a in run.failures:
+            where = f"{a.where}: " if a.where else ""
+            return f"{where}{a.label}: {a.why}"
+    return ""
+
+
+def _result_cell(case: CaseResult, repeat: int) -> str:
+    colour = {"pass": "green", "fail": "red", "error": "magenta"}[case.status]
+    text = case.status.upper()
+    if repeat > 1:
+        text += f" {case.pass_rate:.0%}"
+    return f"[{colour}]{text}[/]"
+
+
+def summary_line(report: RunReport) -> str:
+    kinds = ", ".join(
+        f"{kind} {row['passed']}/{row['cases']}" for kind, row in report.counts_by_kind().items()
+    )
+    return (
+        f"{report.total} cases: {report.passed} passed, {report.failed} failed ({kinds}) "
+        f"in {report.seconds:.1f} s; cache {report.cache_hits} hits, {report.cache_misses} misses"
+    )
+
+
+def print_terminal(report: RunReport, console: Console) -> None:
+    table = Table(title=f"coachbot eval — {report.model}", show_lines=False)
+    table.add_column("case", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("result", no_wrap=True)
+    table.add_column("score", justify="right")
+    table.add_column("time", justify="right")
+    for case in report.cases:
+        table.add_row(
+            case.key,
+            case.kind,
+            _result_cell(case, report.repeat),
+            f"{case.score:.2f}",
+            f"{case.seconds:.1f}s",
+        )
+    console.print(table)
+    failing = [c for c in report.cases if not c.passed]
+    if failing:
+        console.print("[bold]Failures[/] (first problem of each; every detail in --report):")
+        for case in failing:
+            console.print(f"  [red]✘[/] {case.key}: {_first_problem(case)[:300]}", highlight=False)
+    console.print(summary_line(report), highlight=False)
+    if report.judge is not None:
+        console.print(f"judge: {report.judge.description}", highlight=False)
+        if report.judge.warning:
+            console.print(f"[yellow]warning:[/] {report.judge.warning}", highlight=False)
+    diff = report.baseline
+    if diff is not None:
+        console.print(f"baseline {diff.baseline} ({diff.baseline_model}):", highlight=False)
+        if diff.newly_failing:
+            console.print(
+                f"  [bold red]newly failing ({len(diff.newly_failing)}):[/] "
+                + ", ".join(diff.newly_failing),
+                highlight=False,
+            )
+        for check in diff.newly_failing_checks:
+            console.print(f"  [bold red]newly failing check:[/] {check}", highlight=False)
+        if diff.newly_passing:
+            console.print(
+                f"  [green]newly passing ({len(diff.newly_passing)}):[/] "
+                + ", ".join(diff.newly_passing),
+                highlight=False,
+            )
+        if diff.still_failing:
+            console.print(
+                f"  still failing ({len(diff.still_failing)}): " + ", ".join(diff.still_failing),
+                highlight=False,
+            )
+        for change in diff.score_changes:
+            console.print(
+                f"  score {change.key}: {change.before:.2f} → {change.after:.2f}", highlight=False
+            )
+        if diff.new_cases:
+            console.print(f"  not in the baseline: {', '.join(diff.new_cases)}", highlight=False)
+        if not (
+            diff.newly_failing
+            or diff.newly_failing_checks
+            or diff.newly_passing
+            or diff.score_changes
+        ):
+            console.print("  no change", highlight=False)
+    colour = "green" if report.exit_code == 0 else "red"
+    console.print(f"[{colour}]exit {report.exit_code}[/]: {exit_meaning(report)}", highlight=False)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=True,  # outputs are model text: always escaped
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(report: RunReport) -> str:
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        report=report,
+        summary=summary_line(report),
+        exit_meaning=exit_meaning(report),
+        first_problem=_first_problem,
+    )
+
+
+def render_junit(report: RunReport) -> str:
+    root = ET.Element(
+        "testsuites",
+        name="coachbot eval",
+        tests=str(report.total),
+        failures=str(sum(1 for c in report.cases if c.status == "fail")),
+        errors=str(sum(1 for c in report.cases if c.status == "error")),
+        time=f"{report.seconds:.3f}",
+    )
+    for suite in report.suites:
+        cases = [c for c in report.cases if c.suite == suite]
+        node = ET.SubElement(
+            root,
+            "testsuite",
+            name=suite,
+            tests=str(len(cases)),
+            failures=str(sum(1 for c in cases if c.status == "fail")),
+            errors=str(sum(1 for c in cases if c.status == "error")),
+            time=f"{sum(c.seconds for c in cases):.3f}",
+        )
+        for case in cases:
+            element = ET.SubElement(
+                node,
+                "testcase",
+                classname=f"coachbot.eval.{suite}",
+                name=case.id,
+                time=f"{case.seconds:.3f}",
+            )
+            details = []
+            for run in case.runs:
+                head = f"run {run.repeat + 1} (seed {run.seed}): " if len(case.runs) > 1 else ""
+                if run.error:
+                    details.append(f"{head}error: {run.error}")
+                for a in run.assertions:
+                    mark = "PASS" if a.passed else "FAIL"
+                    where = f"[{a.where}] " if a.where else ""
+                    details.append(f"{head}{mark} {where}{a.label}: {a.why}")
+            if not case.passed:
+                tag = "error" if case.status == "error" else "failure"
+                failure = ET.SubElement(
+                    element,
+                    tag,
+                    message=_first_problem(case)[:500] or "failed",
+                    type=tag,
+                )
+                failure.text = "\n".join(details)
+            output = case.runs[-1].output_text if case.runs else ""
+            ET.SubElement(element, "system-out").text = output + "\n\n" + "\n".join(details)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def write_reports(report: RunReport, directory: Path) -> dict[str, Path]:
+    """report.html, junit.xml and results.json in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "html": directory / "report.html",
+        "junit": directory / "junit.xml",
+        "json": directory / "results.json",
+    }
+    paths["html"].write_text(render_html(report), encoding="utf-8")
+    paths["junit"].write_text(render_junit(report), encoding="utf-8")
+    paths["json"].write_text(
+        json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return paths

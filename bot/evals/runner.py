@@ -1,0 +1,659 @@
+"""Running eval cases: the coach, the simulated customer and the scorecard, as the CLI uses them.
+
+Each case run gets its own caching wrapper around the shared chat model (so hits, misses and
+replayed model time are counted per run), the eval's guidance engine (its embeddings cached
+too), and the judge when it has llm-rubric assertions. ``repeat`` runs each case several times
+with different seeds and a case passes when its pass rate reaches its threshold.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from bot.config import PROJECT_ROOT, Settings, get_settings
+from bot.errors import CoachbotError, ModelUnavailableError
+from bot.evals.assertions import CheckContext, Observation, evaluate
+from bot.evals.cache import CachedEmbeddings, CachingChatModel, ResponseCache, model_identity
+from bot.evals.judge import Judge, make_judge
+from bot.evals.results import AssertionResult, CaseResult, CaseRun, RunReport, exit_code_for
+from bot.evals.suites import CoachCase, CustomerCase, InlineTranscript, ScoringCase, Suite
+
+SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
+SEED_STRIDE = 1000  # a coach repeat shifts every sampling seed by this much
+
+Progress = Callable[[str], None]  # called with the case key after each run
+
+
+def cache_path(settings: Settings) -> Path:
+    return settings.cache_dir / "evals" / "cache.sqlite3"
+
+
+@dataclass
+class RunOptions:
+    repeat: int = 1
+    workers: int = 1
+    use_cache: bool = True
+    threshold: float | None = None  # overrides the suites' thresholds
+    filter: str | None = None
+    scripts_dir: Path = SCRIPTS_DIR
+
+
+class Environment:
+    """Resources shared by every case of a run, built on first use (thread-safe)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ResponseCache | None,
+        catalogue: Any = None,
+        scenarios: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._lock = threading.RLock()
+        self._built: dict[str, Any] = {}
+        if catalogue is not None:  # already loaded (the CLI validated the suites with it)
+            self._built["catalogue"] = catalogue
+        if scenarios is not None:
+            self._built["scenarios"] = scenarios
+
+    def _get(self, name: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    @property
+    def embeddings(self) -> CachedEmbeddings:
+        from bot.embeddings import LOCAL_EMBEDDING_MODEL, local_embeddings
+
+        return self._get(
+            "embeddings",
+            lambda: CachedEmbeddings(local_embeddings, LOCAL_EMBEDDING_MODEL, self.store),
+        )
+
+    @property
+    def engine(self) -> Any:
+        def build() -> Any:
+            from bot.guidance import GuidanceEngine, load_catalogue
+
+            catalogue = self._get(
+                "catalogue", lambda: load_catalogue(self.settings.knowledge_dir / "guidance.yaml")
+            )
+            engine = GuidanceEngine(catalogue, self.embeddings, cache_dir=self.settings.cache_dir)
+            engine.warm_up()
+            return engine
+
+        return self._get("engine", build)
+
+    @property
+    def index(self) -> Any:
+        def build() -> Any:
+            from bot.embeddings import make_embeddings
+            from bot.knowledge import KnowledgeIndex
+
+            if self.settings.embeddings_provider == "local":
+                embeddings: Any = self.embeddings
+            else:
+                embeddings = CachedEmbeddings(
+                    lambda: make_embeddings(self.settings),
+                    self.settings.openai_embedding_model,
+                    self.store,
+                    normalised=False,
+                )
+            index = KnowledgeIndex(self.settings, embeddings=embeddings)
+            index.ingest()  # incremental: tens of milliseconds when nothing changed
+            return index
+
+        return self._get("index", build)
+
+    @property
+    def scenarios(self) -> dict[str, Any]:
+        from bot.scenarios import load_scenarios
+
+        return self._get(
+            "scenarios", lambda: load_scenarios(self.settings.prompts_dir / "scenarios")[0]
+        )
+
+    def chat_model(self, purpose: str) -> BaseChatModel:
+        """The model under test, as the CLI builds it for ``ask`` or ``roleplay``."""
+
+        def build() -> BaseChatModel:
+            from bot import llm
+
+            if purpose == "customer":
+                return llm.make_chat_model(self.settings, temperature=0.8)
+            return llm.make_chat_model(self.settings)
+
+        return self._get(f"model:{purpose}", build)
+
+    @property
+    def judge(self) -> Judge:
+        from bot.llm import describe_llm
+
+        return self._get("judge", lambda: make_judge(self.settings, describe_llm(self.settings)))
+
+    def built(self, name: str) -> Any:
+        return self._built.get(name)
+
+
+class _RunState:
+    """Wrappers of one case run: counts cache use and model errors across them."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.wrappers: list[CachingChatModel] = []
+        self.judged = 0
+
+    def wrap(self, model: BaseChatModel, seed_offset: int = 0) -> CachingChatModel:
+        wrapper = CachingChatModel.wrap(model, self.env.store, seed_offset)
+        self.wrappers.append(wrapper)
+        return wrapper
+
+    def judge_fn(self) -> Callable[[str, str, str], tuple[bool | None, str]]:
+        judge = self.env.judge
+        wrapper = self.wrap(judge.model)
+
+        def grade(rubric: str, output: str, context: str) -> tuple[bool | None, str]:
+            self.judged += 1
+            return judge.grade(rubric, output, context, model=wrapper)
+
+        return grade
+
+    @property
+    def hits(self) -> int:
+        return sum(w.counter.hits for w in self.wrappers)
+
+    @property
+    def misses(self) -> int:
+        return sum(w.counter.misses for w in self.wrappers)
+
+    def replayed(self) -> float:
+        return sum(w.counter.replayed_seconds for w in self.wrappers)
+
+
+def _needs_judge(assertions: list[Any]) -> bool:
+    return any(a.type == "llm_rubric" for a in assertions)
+
+
+def _finish(
+    repeat: int,
+    seed: int | None,
+    results: list[AssertionResult],
+    seconds: float,
+    state: _RunState,
+    output_text: str,
+    output: dict[str, Any],
+    error: str | None = None,
+) -> CaseRun:
+    score = sum(r.score for r in results) / len(results) if results else 0.0
+    return CaseRun(
+        repeat=repeat,
+        seed=seed,
+        passed=error is None and bool(results) and all(r.passed for r in results),
+        score=round(score if error is None else 0.0, 4),
+        seconds=round(seconds, 3),
+        cache_hits=state.hits,
+        cache_misses=state.misses,
+        output_text=output_text,
+        output=output,
+        assertions=results,
+        error=error,
+    )
+
+
+# --------------------------------------------------------------------------- coach
+
+
+def _coach_output_text(answer: Any) -> str:
+    lines = [answer.answer]
+    for c in answer.citations:
+        meta = c.metadata
+        lines.append(
+            f"[{c.number}] {meta.get('title')} — {meta.get('section')} ({meta.get('origin')}): "
+            f"{c.text[:240]}"
+        )
+    if answer.flags:
+        lines.append(f"flags: {', '.join(answer.flags)}")
+    lines.append(f"attempts: {answer.attempts}")
+    return "\n".join(lines)
+
+
+def run_coach_case(env: Environment, case: CoachCase, repeat: int) -> CaseRun:
+    from bot.coach import Coach
+
+    state = _RunState(env)
+    model = state.wrap(env.chat_model("coach"), seed_offset=repeat * SEED_STRIDE)
+    coach = Coach(model, env.index, env.engine)
+    history = [m.model_dump() for m in case.history]
+    started = time.perf_counter()
+    answer = coach.ask(case.question, history or None)
+    seconds = time.perf_counter() - started + state.replayed()
+    ctx = CheckContext(env.engine, state.judge_fn() if _needs_judge(case.assertions) else None)
+    obs = Observation(
+        scope="coach",
+        texts={
+            "answer": answer.answer,
+            "say": answer.say,
+            "why": answer.why,
+            "avoid": answer.avoid or "",
+            "question": answer.question,
+        },
+        seconds=seconds,
+        context=f"An agent with an upset customer asked the coach: {case.question}",
+        answer=answer,
+    )
+    results = [evaluate(a, obs, ctx) for a in case.assertions]
+    output = {
+        "question": answer.question,
+        "answer": answer.answer,
+        "say": answer.say,
+        "why": answer.why,
+        "avoid": answer.avoid,
+        "flags": answer.flags,
+        "out_of_scope": answer.out_of_scope,
+        "grounded": answer.grounded,
+        "attempts": answer.attempts,
+        "citations": [
+            {
+                "number": c.number,
+                "origin": c.metadata.get("origin"),
+                "title": c.metadata.get("title"),
+                "section": c.metadata.get("section"),
+                "score": c.score,
+            }
+            for c in answer.citations
+        ],
+        "first_token_s": answer.first_token_s,
+    }
+    error = f"the model failed: {answer.model_error}" if answer.model_error else None
+    return _finish(
+        repeat,
+        repeat * SEED_STRIDE,
+        results,
+        seconds,
+        state,
+        _coach_output_text(answer),
+        output,
+        error,
+    )
+
+
+# --------------------------------------------------------------------------- customer
+
+
+def _dialogue(opening: str, name: str, turns: list[Any]) -> str:
+    lines = [f"{name}: {opening}"]
+    for t in turns:
+        lines.append(f"Agent: {t.trainee}")
+        lines.append(f"{name}: {t.customer}")
+    return "\n".join(lines)
+
+
+def _customer_output_text(transcript: Any, card: Any) -> str:
+    name = transcript.customer_name
+    lines = [
+        f"{transcript.scenario_title} ({transcript.difficulty}, seed {transcript.seed}); "
+        f"anger at start {transcript.start_state.anger}",
+        f"{name}: {transcript.opening_line}",
+    ]
+    for t in transcript.turns:
+        extra = ", trainer fallback" if t.fallback_used else ""
+        lines.append(f"Agent: {t.trainee}")
+        lines.append(f"{name}: {t.customer}    [{t.beat}, anger {t.state.anger}{extra}]")
+    lines.append(f"Outcome: {transcript.outcome}; score {card.score}/100 — {card.summary}")
+    return "\n".join(lines)
+
+
+def _script_lines(path: Path) -> list[str]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CoachbotError(f"cannot read script {path}: {exc}") from exc
+    return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
+def run_customer_case(
+    env: Environment, case: CustomerCase, repeat: int, scripts_dir: Path = SCRIPTS_DIR
+) -> CaseRun:
+    from bot.customer import CustomerSimulator
+    from bot.evals.suites import TurnSpec
+    from bot.scoring import score_transcript
+
+    scenario = env.scenarios[case.scenario]
+    name = scenario.customer.name
+    state = _RunState(env)
+    model = state.wrap(env.chat_model("customer"))
+    seed = case.seed + repeat
+    sim = CustomerSimulator(scenario, model, env.engine, case.difficulty, seed)
+    if case.script:
+        specs = [TurnSpec(say=line) for line in _script_lines(scripts_dir / f"{case.script}.txt")]
+    else:
+        specs = case.turn_specs()
+    judge_needed = _needs_judge(case.assertions) or any(_needs_judge(s.assertions) for s in specs)
+    ctx = CheckContext(env.engine, state.judge_fn() if judge_needed else None)
+    persona = f"{name}, an upset customer: {scenario.summary}"
+    results: list[AssertionResult] = []
+    errors: list[str] = []
+    total = 0.0
+    for number, spec in enumerate(specs, start=1):
+        if sim.finished:
+            for a in spec.assertions:
+                results.append(
+                    AssertionResult(
+                        type=a.type,
+                        label=a.describe(),
+                        passed=False,
+                        why=f"the session ended ({sim.transcript.outcome}) before turn {number}",
+                        score=0.0,
+                        where=f"turn {number}",
+                    )
+                )
+            continue
+        anger_before = sim.state.anger
+        replayed = state.replayed()
+        started = time.perf_counter()
+        turn = sim.respond(spec.say)
+        seconds = time.perf_counter() - started + state.replayed() - replayed
+        total += seconds
+        if turn.model_error:
+            errors.append(f"turn {number}: the model failed: {turn.model_error}")
+        if spec.assertions:
+            obs = Observation(
+                scope="turn",
+                texts={"customer": turn.customer, "trainee": turn.trainee},
+                seconds=seconds,
+                context=f"{persona} The agent just said: “{turn.trainee}”",
+                turn=turn,
+                anger_before=anger_before,
+                transcript=sim.transcript,
+                turns=[turn],
+                customer_name=name,
+            )
+            results += [evaluate(a, obs, ctx, where=f"turn {number}") for a in spec.assertions]
+    transcript = sim.end()
+    card = score_transcript(transcript, env.engine)
+    if case.assertions:
+        obs = Observation(
+            scope="end",
+            texts={
+                "customer": "\n".join(t.customer for t in transcript.turns),
+                "transcript": _dialogue(scenario.opening_line, name, transcript.turns),
+            },
+            seconds=total,
+            context=persona,
+            transcript=transcript,
+            turns=transcript.turns,
+            scorecard=card,
+            customer_name=name,
+        )
+        results += [evaluate(a, obs, ctx, where="end") for a in case.assertions]
+    output = {
+        "scenario": scenario.id,
+        "difficulty": case.difficulty,
+        "seed": seed,
+        "outcome": transcript.outcome,
+        "mood": card.mood,
+        "score": card.score,
+        "turns": [
+            {
+                "trainee": t.trainee,
+                "customer": t.customer,
+                "beat": t.beat,
+                "anger": t.state.anger,
+                "fallback_used": t.fallback_used,
+                "attempts": t.attempts,
+                "seconds": t.seconds,
+            }
+            for t in transcript.turns
+        ],
+    }
+    return _finish(
+        repeat,
+        seed,
+        results,
+        total,
+        state,
+        _customer_output_text(transcript, card),
+        output,
+        "; ".join(errors) or None,
+    )
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def build_transcript(spec: InlineTranscript, scenario: Any) -> Any:
+    """A Transcript from a suite's compact inline form (detections are left to the scorer)."""
+    from bot.customer import MoodState, Transcript, Turn
+
+    preset = scenario.difficulty[spec.difficulty]
+    start_anger = preset.start_anger if spec.start_anger is None else spec.start_anger
+    turns = [
+        Turn(
+            index=i,
+            trainee=t.trainee,
+            customer=t.customer,
+            beat=t.beat,
+            state=MoodState(anger=t.anger, patience=preset.patience, turn=i),
+        )
+        for i, t in enumerate(spec.turns, start=1)
+    ]
+    return Transcript(
+        scenario_id=scenario.id,
+        scenario_title=scenario.title,
+        customer_name=scenario.customer.name,
+        difficulty=spec.difficulty,
+        seed=0,
+        opening_line=scenario.opening_line,
+        start_state=MoodState(anger=start_anger, patience=preset.patience),
+        turns=turns,
+        outcome=spec.outcome,
+    )
+
+
+def run_scoring_case(env: Environment, case: ScoringCase, repeat: int, suite_dir: Path) -> CaseRun:
+    from pydantic import ValidationError
+
+    from bot.customer import Transcript
+    from bot.scoring import format_scorecard, score_transcript
+
+    state = _RunState(env)
+    if case.transcript is not None:
+        transcript = build_transcript(case.transcript, env.scenarios[case.transcript.scenario])
+    else:
+        path = suite_dir / str(case.transcript_file)
+        try:
+            transcript = Transcript.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValidationError, ValueError) as exc:
+            raise CoachbotError(f"{path} is not a coachbot transcript: {str(exc)[:200]}") from exc
+    started = time.perf_counter()
+    card = score_transcript(transcript, env.engine)
+    seconds = time.perf_counter() - started
+    ctx = CheckContext(env.engine, state.judge_fn() if _needs_judge(case.assertions) else None)
+    text = format_scorecard(card)
+    obs = Observation(
+        scope="scoring",
+        texts={
+            "scorecard": text,
+            "summary": card.summary,
+            "rewrites": "\n".join(f"{r.instead_of} → {r.try_saying}" for r in card.rewrites),
+        },
+        seconds=seconds,
+        context="The debrief scorecard of a role-play with an upset customer.",
+        transcript=transcript,
+        turns=transcript.turns,
+        scorecard=card,
+    )
+    results = [evaluate(a, obs, ctx) for a in case.assertions]
+    dialogue = _dialogue(transcript.opening_line, transcript.customer_name, transcript.turns)
+    output = {
+        "score": card.score,
+        "items": {i.key: i.passed for i in card.items},
+        "outcome": card.outcome,
+        "mood": card.mood,
+    }
+    return _finish(repeat, None, results, seconds, state, f"{dialogue}\n\n{text}", output)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Task:
+    suite: Suite
+    case: Any
+    repeat: int
+
+
+def _run_task(env: Environment, task: _Task, options: RunOptions) -> CaseRun:
+    case = task.case
+    try:
+        if isinstance(case, CoachCase):
+            return run_coach_case(env, case, task.repeat)
+        if isinstance(case, CustomerCase):
+            return run_customer_case(env, case, task.repeat, options.scripts_dir)
+        return run_scoring_case(env, case, task.repeat, task.suite.path.parent)
+    except ModelUnavailableError:
+        raise
+    except Exception as exc:
+        return CaseRun(
+            repeat=task.repeat,
+            passed=False,
+            score=0.0,
+            seconds=0.0,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+        )
+
+
+def _model_failure(runs: list[CaseRun]) -> str | None:
+    """A model that cannot be loaded makes every answer a fallback: stop instead."""
+    for run in runs:
+        if run.error and "ModelUnavailableError" in run.error:
+            return run.error
+    return None
+
+
+def run_evals(
+    suites: list[Suite],
+    settings: Settings,
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+    store: ResponseCache | None = None,
+    catalogue: Any = None,
+    scenarios: dict[str, Any] | None = None,
+) -> RunReport:
+    """Run every case of ``suites`` (already filtered) ``options.repeat`` times.
+
+    ``catalogue`` and ``scenarios`` may be passed when already loaded (else read from
+    ``settings``).
+    """
+    from bot.llm import describe_llm
+
+    options = options or RunOptions()
+    if settings.prompts_dir.resolve() != get_settings().prompts_dir.resolve():
+        # The coach and the customer render their prompts from the process settings.
+        raise CoachbotError(
+            f"prompts_dir {settings.prompts_dir} differs from the process settings "
+            f"({get_settings().prompts_dir})",
+            hint="set COACHBOT_PROMPTS_DIR instead",
+        )
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    own_store = store is None and options.use_cache
+    if own_store:
+        store = ResponseCache(cache_path(settings))
+    env = Environment(settings, store if options.use_cache else None, catalogue, scenarios)
+    tasks = [
+        _Task(suite, case, r)
+        for suite in suites
+        for case in suite.cases
+        for r in range(options.repeat)
+    ]
+    kinds = {type(t.case) for t in tasks}
+    # Build what the cases need before the workers start.
+    env.engine  # noqa: B018
+    if CoachCase in kinds:
+        env.index  # noqa: B018
+    if CustomerCase in kinds or ScoringCase in kinds:
+        env.scenarios  # noqa: B018
+
+    def one(task: _Task) -> CaseRun:
+        run = _run_task(env, task, options)
+        failure = _model_failure([run])
+        if failure is not None:
+            raise ModelUnavailableError(f"{task.suite.name}/{task.case.id}: {failure}")
+        if progress is not None:
+            progress(f"{task.suite.name}/{task.case.id}")
+        return run
+
+    try:
+        if options.workers > 1 and len(tasks) > 1:
+            with ThreadPoolExecutor(max_workers=options.workers) as pool:
+                runs = list(pool.map(one, tasks))
+        else:
+            runs = [one(t) for t in tasks]
+    finally:
+        if own_store and store is not None:
+            store.close()
+
+    by_case: dict[tuple[str, str], list[CaseRun]] = {}
+    for task, run in zip(tasks, runs, strict=True):
+        by_case.setdefault((task.suite.name, task.case.id), []).append(run)
+    cases: list[CaseResult] = []
+    for suite in suites:
+        for case in suite.cases:
+            case_runs = by_case[(suite.name, case.id)]
+            threshold = (
+                options.threshold if options.threshold is not None else suite.threshold_for(case)
+            )
+            pass_rate = sum(r.passed for r in case_runs) / len(case_runs)
+            cases.append(
+                CaseResult(
+                    key=f"{suite.name}/{case.id}",
+                    suite=suite.name,
+                    id=case.id,
+                    kind=case.kind,
+                    description=case.description,
+                    tags=case.tags,
+                    threshold=threshold,
+                    runs=case_runs,
+                    pass_rate=round(pass_rate, 4),
+                    passed=pass_rate >= threshold - 1e-9,
+                    score=round(sum(r.score for r in case_runs) / len(case_runs), 4),
+                    seconds=round(sum(r.seconds for r in case_runs), 3),
+                )
+            )
+    judge = env.built("judge")
+    judge_info = None
+    if judge is not None:
+        used = sum(1 for c in cases for r in c.runs for a in r.assertions if a.type == "llm_rubric")
+        judge_info = judge.info.model_copy(update={"used": used})
+    subject = env.built("model:coach") or env.built("model:customer")
+    report = RunReport(
+        started=started_at.isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - started, 2),
+        model=describe_llm(settings),
+        model_identity=model_identity(subject) if subject is not None else "",
+        judge=judge_info,
+        prompts_dir=str(settings.prompts_dir),
+        suites=[s.name for s in suites],
+        filter=options.filter,
+        repeat=options.repeat,
+        workers=options.workers,
+        cache=f"on ({cache_path(settings)})" if options.use_cache else "off (--no-cache)",
+        cache_hits=sum(r.cache_hits for r in runs),
+        cache_misses=sum(r.cache_misses for r in runs),
+        cases=cases,
+    )
+    report.exit_code = exit_code_for(report)
+    return report
