@@ -221,6 +221,30 @@ def _is_generic(line: str) -> bool:
     return True
 
 
+MIN_CLAIM_SUPPORT = 0.4  # cosine a Why claim needs with some passage sentence shown
+
+
+def why_claims(text: str) -> list[str]:
+    """The claims of a reason: sentences, split at citation markers when each cited part is a
+    claim of its own (shared with the eval harness's grounding assertion)."""
+    claims: list[str] = []
+    for start, end in split_sentences(text):
+        sentence = text[start:end]
+        pieces = [
+            re.sub(r"^(and|but|so|which|while|as)\s+", "", p.strip(" ,;.:"), flags=re.I)
+            for p in re.split(r"\[\d+\]", sentence)
+        ]
+        pieces = [p for p in pieces if p]
+        if len(pieces) > 1 and all(len(p.split()) >= 3 for p in pieces):
+            claims += pieces
+            continue
+        plain = re.sub(r"\s+([.,;:!?])", r"\1", _CITATION.sub("", sentence))
+        plain = re.sub(r"\s{2,}", " ", plain).strip()
+        if len(plain.split()) >= 3:
+            claims.append(plain)
+    return claims
+
+
 MAX_SENTENCE_WORDS = 32  # a long sentence is clipped in the prompt (the citation keeps it whole)
 
 
@@ -345,7 +369,11 @@ class Coach:
             rank, sentence = candidates[i]
             grouped.setdefault(number_of[rank], []).append(sentence)
         context = [
-            {"number": n, "text": " ".join(_clip_words(x, MAX_SENTENCE_WORDS) for x in s)}
+            {
+                "number": n,
+                "text": " ".join(_clip_words(x, MAX_SENTENCE_WORDS) for x in s),
+                "full": " ".join(s),
+            }
             for n, s in sorted(grouped.items())
         ]
         return citations, context
@@ -551,13 +579,14 @@ class Coach:
         if not citations:
             return why, cited
         if not why.strip(" .[]0123456789"):
-            # No reason given: quote the context sentence closest to the suggested wording.
-            texts = [c["text"] for c in context]
-            vectors = self.embed([say or "", *texts])
-            best = int(np.argmax(vectors[1:] @ vectors[0]))
-            flags.append("why_from_passage")
-            number = context[best]["number"]
-            return f"{texts[best]} [{number}]", [number]
+            flags.append("why_from_passage")  # no reason given
+            return self._quote_passage(say, context)
+        weakest = self.weakest_claim_support(why, citations)
+        if weakest is not None and weakest < MIN_CLAIM_SUPPORT:
+            # A reason the passages shown do not support (the small model often copies its
+            # worked example): quote the passage sentence closest to the suggested wording.
+            flags += ["why_unsupported", "why_from_passage"]
+            return self._quote_passage(say, context, prefer=cited)
         if cited:
             return why, cited
         vectors = self.embed([why, *[c.text for c in citations]])
@@ -569,6 +598,33 @@ class Coach:
             return f"{why.rstrip()} [{number}]", [number]
         flags.append("uncited")
         return why, cited
+
+    def _quote_passage(
+        self, say: str, context: list[dict[str, Any]], prefer: list[int] | None = None
+    ) -> tuple[str, list[int]]:
+        """The context sentence closest to the suggested wording, cited (from the passages in
+        ``prefer`` when the model had cited some: its choice of source is kept)."""
+        preferred = [c for c in context if c["number"] in (prefer or [])]
+        context = preferred or context
+        texts = [c.get("full", c["text"]) for c in context]
+        vectors = self.embed([say or "", *texts])
+        best = int(np.argmax(vectors[1:] @ vectors[0]))
+        number = context[best]["number"]
+        return f"{texts[best]} [{number}]", [number]
+
+    def weakest_claim_support(self, text: str, citations: list[Citation]) -> float | None:
+        """The lowest best-match cosine of any claim in ``text`` against the passages shown
+        (whole passages and their sentences); None when there is no claim to check."""
+        claims = why_claims(text)
+        if not claims or not citations:
+            return None
+        units: list[str] = []
+        for citation in citations:
+            units.append(citation.text)
+            units += [citation.text[a:b] for a, b in split_sentences(citation.text)]
+        vectors = self.embed(claims + units)
+        sims = vectors[: len(claims)] @ vectors[len(claims) :].T
+        return float(sims.max(axis=1).min())
 
     def target_behaviour(self, question: str) -> str:
         """The do-behaviour that answers the question's moment (decided by code)."""

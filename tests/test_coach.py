@@ -73,10 +73,34 @@ def test_invalid_citations_are_removed_and_flagged(index, engine):
 
 
 def test_uncited_answer_is_not_grounded(index, engine):
-    answer = coach_with(["Say: I hear you.\nWhy: Because it works."], index, engine).ask(
+    answer = coach_with(["Say: I hear you.\nWhy: It works."], index, engine).ask(
         "How do I show I'm listening?"
     )
     assert "uncited" in answer.flags and not answer.grounded
+
+
+def test_a_reason_the_passages_do_not_support_is_replaced_by_a_quote(index, engine):
+    made_up = (
+        "Say: You have every right to be upset.\n"
+        "Why: Offering a free upgrade to premium membership always wins customers back [1]."
+    )
+    answer = coach_with([made_up], index, engine).ask("How do I calm a shouting customer?")
+    assert "why_unsupported" in answer.flags and "premium" not in answer.why
+    assert answer.grounded and any(answer.why[:40] in c.text for c in answer.citations)
+    coach = coach_with([made_up], index, engine)
+    assert coach.weakest_claim_support(answer.why, answer.citations) >= 0.4
+
+
+def test_why_claims_split_at_citations():
+    from bot.coach import why_claims
+
+    assert why_claims(
+        "Validating helps her feel heard [1], and open questions let her talk [2]."
+    ) == [
+        "Validating helps her feel heard",
+        "open questions let her talk",
+    ]
+    assert why_claims("It works.") == []
 
 
 def test_trigger_in_suggested_wording_is_regenerated(index, engine):

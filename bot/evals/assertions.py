@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.coach import why_claims
 from bot.evals.results import AssertionResult
 from bot.evals.suites import TEXT_FIELDS
 from bot.guidance import GuidanceEngine, split_sentences
@@ -260,7 +261,7 @@ def check_grounded(a: Any, obs: Observation, ctx: CheckContext) -> Verdict:
         return Verdict(False, "the question was declined: there is no answer to ground")
     if not answer.citations:
         return Verdict(False, "no passages were retrieved to ground the answer")
-    claims = _claims(text)
+    claims = why_claims(text)
     if not claims:
         return Verdict(False, f"{name} makes no claim to check: “{_short(text)}”")
     units: list[str] = []
@@ -285,26 +286,6 @@ def check_grounded(a: Any, obs: Observation, ctx: CheckContext) -> Verdict:
         f"(≥ {a.min_similarity}); {detail}",
         score,
     )
-
-
-def _claims(text: str) -> list[str]:
-    """Sentences, split at citation markers when each cited part is a claim of its own."""
-    claims: list[str] = []
-    for start, end in split_sentences(text):
-        sentence = text[start:end]
-        pieces = [
-            re.sub(r"^(and|but|so|which|while|as)\s+", "", p.strip(" ,;.:"), flags=re.I)
-            for p in re.split(r"\[\d+\]", sentence)
-        ]
-        pieces = [p for p in pieces if p]
-        if len(pieces) > 1 and all(len(p.split()) >= 3 for p in pieces):
-            claims += pieces
-            continue
-        plain = re.sub(r"\s+([.,;:!?])", r"\1", _CITATION.sub("", sentence))
-        plain = re.sub(r"\s{2,}", " ", plain).strip()
-        if len(plain.split()) >= 3:
-            claims.append(plain)
-    return claims
 
 
 def _normalised(embedder: Any, texts: list[str]) -> np.ndarray:
