@@ -23,7 +23,7 @@ from langchain_core.language_models import BaseChatModel
 from bot.coach import Coach, CoachAnswer, CoachEvent
 from bot.config import Settings
 from bot.customer import CustomerSimulator, Hint, Turn
-from bot.errors import CoachbotError
+from bot.errors import CoachbotError, StorageError
 from bot.guidance import GuidanceEngine
 from bot.inputs import clean_user_text
 from bot.scenarios import Difficulty, Scenario, load_scenarios
@@ -132,24 +132,30 @@ class Services:
 
 
 class _Saver:
-    """Saves through the store; a failed save is kept and retried with the next one."""
+    """Hands saves to the session store's queue of pending writes (kept in order and retried
+    while the database is unavailable), holds them here while the store itself cannot be
+    opened, and turns either case into a notice for the user."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.pending: list[Callable[[], Any]] = []
+        self.waiting: list[Callable[[], Any]] = []  # while the store cannot be opened
         self.notices: list[str] = []
 
     def __call__(self, save: Callable[[], Any]) -> bool:
-        self.pending.append(save)
-        while self.pending:
-            try:
-                self.pending[0]()
-            except Exception:  # the database is unavailable: keep the save for later
-                if SAVE_FAILED not in self.notices:
-                    self.notices.append(SAVE_FAILED)
-                return False
-            self.pending.pop(0)
-        return True
+        self.waiting.append(save)
+        try:
+            store = self.services.store
+        except StorageError:
+            return self._failed()
+        saved = True
+        while self.waiting:
+            saved = store.save_or_queue(self.waiting.pop(0)) and saved
+        return saved or self._failed()
+
+    def _failed(self) -> bool:
+        if SAVE_FAILED not in self.notices:
+            self.notices.append(SAVE_FAILED)
+        return False
 
     def take_notices(self) -> list[str]:
         notices, self.notices = self.notices, []

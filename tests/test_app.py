@@ -334,3 +334,54 @@ def test_feedback_is_stored(services):
     run = cl_session_value(browser, "coach")
     record = services.store.get_session(run.session_id)
     assert record.feedback_down == 1 and record.feedback[0].step_id == answer_id
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def test_a_database_outage_keeps_the_turns_and_saves_them_later(services, monkeypatch):
+    from bot.errors import StorageError
+    from bot.service import SAVE_FAILED, PracticeRun
+
+    store = services.store
+    real_save = store.save_practice
+    outage = {"left": 2}
+
+    def flaky_save(*args, **kwargs):
+        if outage["left"]:
+            outage["left"] -= 1
+            raise StorageError("database is locked")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(store, "save_practice", flaky_save)
+    run = PracticeRun(services, "damaged-delivery", "medium", seed=1)
+    run.respond("I'm so sorry your parcel arrived smashed.")
+    assert run.take_notices() == [SAVE_FAILED]
+    run.respond("Tell me more about what happened.")  # still down: kept, in order
+    assert run.take_notices() == [SAVE_FAILED]
+    run.hint()  # back up: the kept saves go first, then this one
+    assert run.take_notices() == []
+    saved = store.get_session(run.session_id)
+    assert saved.turns == 2 and saved.transcript().hints
+
+
+def test_a_store_that_cannot_be_opened_keeps_the_saves_until_it_can(services, monkeypatch):
+    from bot.errors import StorageError
+    from bot.service import SAVE_FAILED, CoachRun, Services
+
+    store = services.store
+    reachable = {"now": False}
+
+    def open_store(self):
+        if not reachable["now"]:
+            raise StorageError("could not connect to the database")
+        return store
+
+    monkeypatch.setattr(Services, "store", property(open_store))
+    run = CoachRun(services)
+    run.ask("The customer is shouting about a broken parcel, what do I say?")
+    assert run.save.take_notices() == [SAVE_FAILED]
+    reachable["now"] = True
+    run.ask("And if that doesn't work?")
+    assert run.save.take_notices() == []
+    assert len(store.get_session(run.session_id).exchanges()) == 2
