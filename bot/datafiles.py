@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -38,6 +38,11 @@ def load_yaml_model(path: Path, model: type[M], expected: str) -> M:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise DataValidationError(f"{path}: expected a mapping of {expected}")
+    return validate_model(path, data, model)
+
+
+def validate_model(path: Path, data: Any, model: type[M]) -> M:
+    """``data`` (read from ``path``) as a ``model``; the error names the file and the field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import bcrypt
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.datafiles import field_path, read_yaml
+from bot.datafiles import read_yaml, validate_model
 from bot.errors import CoachbotError, DataValidationError
 
 if TYPE_CHECKING:
@@ -156,14 +156,7 @@ class UserStore:
                 f"{self.path}: expected a mapping with a 'users' list",
                 hint="see `coachbot users add --help`",
             )
-        try:
-            return UsersFile.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise DataValidationError(
-                f"{self.path}: field '{field_path(first['loc'])}': {first['msg']}{more}"
-            ) from exc
+        return validate_model(self.path, data, UsersFile)
 
     def _save(self, data: UsersFile) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
