@@ -53,14 +53,16 @@ def _read_password(password_stdin: bool, as_json: bool) -> str:
     return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+]
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="The login name.")],
     role: Annotated[str, typer.Option("--role", "-r", help="trainee | agent | trainer")],
-    password_stdin: Annotated[
-        bool,
-        typer.Option("--password-stdin", help="Read the password from the first line of stdin."),
-    ] = False,
+    password_stdin: PasswordStdin = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Add a login user (the password is stored as a bcrypt hash)."""
@@ -81,10 +83,7 @@ def users_add(
 @users_app.command("passwd")
 def users_passwd(
     name: Annotated[str, typer.Argument(help="The login name.")],
-    password_stdin: Annotated[
-        bool,
-        typer.Option("--password-stdin", help="Read the password from the first line of stdin."),
-    ] = False,
+    password_stdin: PasswordStdin = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Set a new password for a user."""

@@ -110,10 +110,9 @@ def _compiles(pattern: str) -> str:
     return pattern
 
 
-class Regex(_TextAssertion):
-    """The pattern matches somewhere in the text (Python ``re.search``)."""
+class _PatternAssertion(_TextAssertion):
+    """Base for the regex assertions: a pattern that must compile."""
 
-    type: Literal["regex"]
     pattern: str = Field(min_length=1)
     ignore_case: bool = True
 
@@ -121,22 +120,21 @@ class Regex(_TextAssertion):
     @classmethod
     def _check(cls, value: str) -> str:
         return _compiles(value)
+
+
+class Regex(_PatternAssertion):
+    """The pattern matches somewhere in the text (Python ``re.search``)."""
+
+    type: Literal["regex"]
 
     def describe(self) -> str:
         return self.label or f"matches /{self.pattern}/"
 
 
-class NotRegex(_TextAssertion):
+class NotRegex(_PatternAssertion):
     """The pattern matches nowhere in the text."""
 
     type: Literal["not_regex"]
-    pattern: str = Field(min_length=1)
-    ignore_case: bool = True
-
-    @field_validator("pattern")
-    @classmethod
-    def _check(cls, value: str) -> str:
-        return _compiles(value)
 
     def describe(self) -> str:
         return self.label or f"does not match /{self.pattern}/"
