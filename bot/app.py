@@ -484,9 +484,9 @@ async def _review_reply(text: str) -> None:
         return
     record = await _in_thread(lambda: svc.store.get_session(key))
     elements = []
-    scorecard = (record.payload or {}).get("scorecard")
-    if scorecard and scorecard.get("mood"):
-        svg = mood_curve_svg(scorecard["mood"])
+    card = record.scorecard()
+    if card is not None and card.mood:
+        svg = mood_curve_svg(card.mood)
         elements.append(
             cl.Image(
                 name="Mood curve", content=svg.encode(), mime="image/svg+xml", display="inline"

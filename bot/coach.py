@@ -431,7 +431,8 @@ class Coach:
 
         citations, context = self._select_context(query, hits)
         yield CoachEvent("citations", citations=citations)
-        suggestion = self.suggested_line(text)
+        avoid, avoid_id, avoid_source = self._avoid_for(text)
+        suggestion = self.suggested_line(text, avoid_id or "")  # "": known to have none
         prompt = render_prompt(
             "coach_question.md",
             passages=context,
@@ -518,7 +519,6 @@ class Coach:
         if removed:
             flags.append("invalid_citation_removed")
         why, cited = self._support_why(why, say, cited, citations, context, flags)
-        avoid, avoid_id, avoid_source = self._avoid_for(text)
         answer_text = f"Say: {say}\nWhy: {why}" + (f"\nAvoid: {avoid}" if avoid else "")
         answer = CoachAnswer(
             question=text,
@@ -626,11 +626,14 @@ class Coach:
         sims = vectors[: len(claims)] @ vectors[len(claims) :].T
         return float(sims.max(axis=1).min())
 
-    def target_behaviour(self, question: str) -> str:
-        """The do-behaviour that answers the question's moment (decided by code)."""
+    def target_behaviour(self, question: str, avoid_id: str | None = None) -> str:
+        """The do-behaviour that answers the question's moment (decided by code). ``avoid_id``
+        is the question's trigger when the caller has already looked ("" for none); None looks
+        it up."""
         from bot.customer import INSTEAD
 
-        _, avoid_id, _ = self._avoid_for(question)
+        if avoid_id is None:
+            _, avoid_id, _ = self._avoid_for(question)
         if avoid_id in INSTEAD:
             return INSTEAD[avoid_id]
         likeliest = self.guidance.likeliest(question, "do")
@@ -638,7 +641,7 @@ class Coach:
             return likeliest[0].id
         return "validate_feelings"
 
-    def suggested_line(self, question: str) -> str:
+    def suggested_line(self, question: str, avoid_id: str | None = None) -> str:
         """A catalogue line for the target behaviour (its generic ``coach_lines``), the closest
         to the question.
 
@@ -646,7 +649,7 @@ class Coach:
         starts from a good line), and it is the last resort when every Say line fails. Lines
         with details of their own (numbers, names, days) are avoided: they would invent facts.
         """
-        behaviour = self.guidance.catalogue.get(self.target_behaviour(question))
+        behaviour = self.guidance.catalogue.get(self.target_behaviour(question, avoid_id))
         examples = (
             behaviour.coach_lines
             or [e for e in behaviour.examples if _is_generic(e)]

@@ -17,6 +17,7 @@ from bot.coach import Citation, CoachAnswer
 from bot.customer import Hint, Transcript
 from bot.mood_chart import TEMPLATES
 from bot.scoring import Scorecard
+from bot.storage import SessionRecord
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~])")
 
@@ -120,19 +121,18 @@ def sessions_table_markdown(summaries: list[Any]) -> str:
     return "### Saved sessions\n\n" + "\n".join(rows)
 
 
-def session_markdown(record: Any) -> str:
+def session_markdown(record: SessionRecord) -> str:
     """One saved session: transcript and scorecard, or the coach exchanges."""
-    payload = record.payload or {}
-    transcript = (
-        Transcript.model_validate(payload["transcript"]) if payload.get("transcript") else None
-    )
-    scorecard_text = ""
-    if payload.get("scorecard") and transcript is not None:
-        card = Scorecard.model_validate(payload["scorecard"])
-        scorecard_text = scorecard_markdown(card, transcript)
-    exchanges = [CoachAnswer.model_validate(x) for x in payload.get("exchanges", [])]
+    transcript = record.transcript()
+    card = record.scorecard()
+    scorecard_text = scorecard_markdown(card, transcript) if card and transcript else ""
     return (
         _env.get_template("session.md.j2")
-        .render(s=record, transcript=transcript, exchanges=exchanges, scorecard=scorecard_text)
+        .render(
+            s=record,
+            transcript=transcript,
+            exchanges=record.exchanges(),
+            scorecard=scorecard_text,
+        )
         .strip()
     )
