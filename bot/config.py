@@ -15,10 +15,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# `chainlit run` in CI mode (the CI environment variable is set, as on most CI systems) puts
+# this placeholder in OPENAI_API_KEY "to have OpenAI providers available". It is not a key:
+# taking it for one would switch coachbot to an OpenAI it cannot reach.
+CHAINLIT_CI_PLACEHOLDER_KEY = "sk-FAKE-OPENAI-API-KEY"
 
 
 def _default_cache_dir() -> Path:
@@ -85,6 +90,14 @@ class Settings(BaseSettings):
         validation_alias="COACHBOT_AUTH",
         description="auto: login is required once the users file has a user",
     )
+
+    @field_validator("openai_api_key", mode="before")
+    @classmethod
+    def _not_a_placeholder(cls, value: object) -> object:
+        """Blank keys and Chainlit's CI-mode placeholder mean no key."""
+        if isinstance(value, str) and value.strip() in {"", CHAINLIT_CI_PLACEHOLDER_KEY}:
+            return None
+        return value
 
     @property
     def database(self) -> str:

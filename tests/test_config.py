@@ -20,6 +20,9 @@ CASES = [
     ({"COACHBOT_LLM": "openai"}, "openai", "local"),
     ({"OPENAI_API_KEY": "sk-test", "COACHBOT_EMBEDDINGS": "local"}, "openai", "local"),
     ({"COACHBOT_EMBEDDINGS": "openai"}, "local", "openai"),
+    # `chainlit run` with CI set puts a placeholder key in the environment: not a key.
+    ({"OPENAI_API_KEY": "sk-FAKE-OPENAI-API-KEY"}, "local", "local"),
+    ({"OPENAI_API_KEY": "  "}, "local", "local"),
 ]
 
 
