@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test install lint lock ingest doctor chat clean help
+.PHONY: run test install lint lock ingest doctor chat bench bench-report clean help
 
 help:
 	@echo "make run    - install (first time), build the knowledge index, start the web app"
 	@echo "make chat   - the same coach in the terminal"
 	@echo "make test   - install (first time), lint and run the test suite"
+	@echo "make bench  - run the benchmarks (about 30 min, idle machine) and write bench/RESULTS.md"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock (needs network to PyPI)"
 
 $(STAMP): requirements.lock pyproject.toml scripts/install.sh scripts/build-llama.sh
@@ -48,6 +49,18 @@ doctor: install
 
 chat: install
 	$(BIN)/coachbot chat
+
+# Benchmarks: each writes bench/results/<name>.json; bench/report.py renders bench/RESULTS.md.
+BENCHES ?= model_speed coach_speed customer_speed retrieval guidance_latency eval_speed
+bench: install
+	$(BIN)/coachbot ingest
+	@set -e; for b in $(BENCHES); do echo ">> bench/$$b.py"; $(BIN)/python bench/$$b.py; done
+	$(BIN)/python bench/load.py --model fake
+	$(BIN)/python bench/load.py --model embedded
+	$(BIN)/python bench/report.py
+
+bench-report: install
+	$(BIN)/python bench/report.py
 
 lock:
 	$(BIN)/python -m pip install -q uv

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import chainlit as cl
@@ -59,6 +60,13 @@ COACH_STARTERS = [
     ("Third time calling", "He's been transferred three times and is furious. How do I start?"),
     ("Said sorry already", "I've apologised twice and he's still angry. What now?"),
 ]
+
+# Model calls hold a worker thread for a whole generation, and the embedded model serves one
+# at a time, so waiting sessions park threads. They get a pool of their own: in asyncio's
+# default pool (6 threads on 2 cores) they starved each other and Chainlit's own file writes
+# (a finished answer's sources waited seconds for a thread under load).
+MODEL_WORKERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="coachbot-model")
+CHAT_START_WAIT_S = 300  # a message sent while the chat is starting waits this long at most
 
 _services: Services | None = None
 
@@ -152,7 +160,7 @@ def _thread_id() -> str | None:
 
 
 async def _in_thread(fn: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(None, fn)
+    return await asyncio.get_running_loop().run_in_executor(MODEL_WORKERS, fn)
 
 
 async def _iterate_in_thread(make: Callable[[], Iterator[T]]) -> Any:
@@ -170,7 +178,7 @@ async def _iterate_in_thread(make: Callable[[], Iterator[T]]) -> Any:
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, ("done", done))
 
-    future = loop.run_in_executor(None, work)
+    future = loop.run_in_executor(MODEL_WORKERS, work)
     while True:
         kind, value = await queue.get()
         if kind == "item":
@@ -227,6 +235,8 @@ async def chat_profiles(
 
 @cl.on_chat_start
 async def on_chat_start() -> None:
+    started = asyncio.Event()  # a message that arrives meanwhile waits for it (on_message)
+    cl.user_session.set("chat_started", started)
     profile = cl.user_session.get("chat_profile") or PRACTICE
     try:
         if profile == COACH:
@@ -238,10 +248,26 @@ async def on_chat_start() -> None:
     except Exception as exc:
         log.exception("chat start failed")
         await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
+    finally:
+        started.set()
+
+
+async def _wait_for_chat_start() -> None:
+    """A message sent before the chat start has finished waits for it, instead of starting a
+    second session of its own (clients other than the browser can send that early)."""
+    started: asyncio.Event | None = cl.user_session.get("chat_started")
+    if started is not None and not started.is_set():
+        try:
+            await asyncio.wait_for(started.wait(), CHAT_START_WAIT_S)
+        except TimeoutError:
+            log.warning(
+                "the chat start took over %s s; answering the message anyway", CHAT_START_WAIT_S
+            )
 
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
+    await _wait_for_chat_start()
     profile = cl.user_session.get("chat_profile") or PRACTICE
     try:
         if profile == COACH:

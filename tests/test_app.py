@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 import uuid
 from typing import Any
 
@@ -215,6 +216,49 @@ def test_oversized_message_is_cut_with_a_notice(services):
 class DyingModel(FakeListChatModel):
     def _stream(self, *args, **kwargs):
         raise ConnectionError("model server went away")
+
+
+def test_a_message_sent_while_the_chat_starts_waits_instead_of_starting_twice(services):
+    """Clients other than the browser can send before the chat start finished (found by the
+    load harness: two briefs, two opening lines, two practice runs)."""
+    browser = Browser(app.PRACTICE)
+
+    async def start_and_say_at_once() -> None:
+        starting = asyncio.create_task(app.on_chat_start())
+        await asyncio.sleep(0)  # the chat start is now waiting on its worker thread
+        await app.on_message(cl.Message(content="I'm so sorry, that sounds awful.", author="U"))
+        await starting
+
+    browser.run(start_and_say_at_once)
+    run = cl_session_value(browser, "practice")
+    openings = [t for t in browser.texts() if t.startswith(run.opening_line)]
+    briefs = [t for t in browser.texts() if t.startswith("**Practice:")]
+    assert len(openings) == 1 and len(briefs) == 1
+    assert len(run.simulator.transcript.turns) == 1
+
+
+def test_model_calls_do_not_starve_chainlits_worker_threads():
+    """Model calls park worker threads while the model is busy; Chainlit's own blocking work
+    (file writes) must still get a thread, and more calls than asyncio's default pool holds
+    (min(32, cores + 4)) must all run."""
+    release = threading.Event()
+    calls = 40
+
+    async def go() -> float:
+        loop = asyncio.get_running_loop()
+        parked = [asyncio.ensure_future(app._in_thread(release.wait)) for _ in range(calls)]
+        try:
+            await asyncio.sleep(0.2)
+            started = loop.time()
+            # What Chainlit does with a file write: the default executor.
+            assert await asyncio.wait_for(loop.run_in_executor(None, lambda: 42), 5) == 42
+            waited = loop.time() - started
+        finally:
+            release.set()
+        assert all(await asyncio.gather(*parked))
+        return waited
+
+    assert asyncio.run(go()) < 5
 
 
 def test_model_failure_mid_reply_is_friendly_and_the_session_goes_on(services):

@@ -1,0 +1,130 @@
+"""Coach speed on the embedded model, and its overhead against the raw model.
+
+Asks every question of ``evals/coach_questions.yaml`` (follow-ups with their history) through
+``bot.coach.Coach`` exactly as the CLI and the app do, recording every llama.cpp call
+(``llm_probe.CallRecorder``). Reports time to first token and whole answer, p50 / p95, for the
+answered questions (declined ones make no model call and are reported apart).
+
+Then replays the same prompt tokens and output tokens straight through llama.cpp
+(``llm_probe.raw_replay``, same order, same KV prefix reuse) and reports
+``end-to-end / raw`` per answer and overall: what retrieval, context selection, the guidance
+checks on the Say line, grounding, LangChain and the chat template add to the model's own time.
+
+Usage: .venv/bin/python bench/coach_speed.py [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+from common import PROJECT_ROOT, BenchResult, Target, peak_rss_mib, summary
+from llm_probe import CallRecorder, raw_replay
+
+from bot.coach import Coach
+from bot.config import get_settings
+from bot.guidance import default_engine
+from bot.knowledge import KnowledgeIndex
+from bot.llm import describe_llm, make_chat_model
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    args = parser.parse_args()
+
+    settings = get_settings()
+    questions = yaml.safe_load((PROJECT_ROOT / "evals" / "coach_questions.yaml").read_text())
+    if args.limit:
+        questions = questions[: args.limit]
+    index = KnowledgeIndex(settings)
+    index.ingest()
+    engine = default_engine(settings.knowledge_dir / "guidance.yaml")
+    engine.warm_up()
+    model = make_chat_model(settings)
+    llm = model.engine.llm
+    coach = Coach(model, index, engine)
+    recorder = CallRecorder(llm).install()
+
+    llm.reset()  # the replay starts from an empty cache too
+    recorder.label = "warm-up"
+    coach.ask("warm-up: how do I greet an upset customer?")
+    rows = []
+    for q in questions:
+        recorder.label = q["id"]
+        answer = coach.ask(q["question"], q.get("history"))
+        rows.append(
+            {
+                "id": q["id"],
+                "declined": answer.out_of_scope,
+                "first_token_s": answer.first_token_s,
+                "seconds": answer.seconds,
+                "attempts": answer.attempts,
+                "flags": answer.flags,
+            }
+        )
+        print(f"{q['id']:34} {answer.seconds:5.2f} s  first token {answer.first_token_s}")
+    recorder.uninstall()
+
+    print(f"replaying {len(recorder.calls)} model calls straight through llama.cpp ...")
+    raw = raw_replay(llm, recorder.calls)
+    by_label: dict[str, list[int]] = {}
+    for position, call in enumerate(recorder.calls):
+        by_label.setdefault(call.label, []).append(position)
+    for row in rows:
+        positions = by_label.get(row["id"], [])
+        row["model_calls"] = len(positions)
+        row["raw_seconds"] = round(sum(raw[i].seconds for i in positions), 3)
+        row["raw_first_token_s"] = round(raw[positions[0]].first_token_s, 3) if positions else None
+        row["prompt_tokens"] = [raw[i].prompt_tokens for i in positions]
+        row["evaluated_prompt_tokens"] = [raw[i].evaluated_prompt_tokens for i in positions]
+        row["output_tokens"] = [raw[i].output_tokens for i in positions]
+        row["ratio"] = round(row["seconds"] / row["raw_seconds"], 3) if positions else None
+
+    answered = [r for r in rows if not r["declined"]]
+    declined = [r for r in rows if r["declined"]]
+    e2e_total = sum(r["seconds"] for r in answered)
+    raw_total = sum(r["raw_seconds"] for r in answered)
+    first = summary(r["first_token_s"] for r in answered if r["first_token_s"] is not None)
+    whole = summary(r["seconds"] for r in answered)
+    ratio_overall = round(e2e_total / raw_total, 3) if raw_total else None
+    result = BenchResult(
+        "coach",
+        "Coach: time to first token, whole answer, overhead against the raw model",
+        "make bench (or .venv/bin/python bench/coach_speed.py)",
+    )
+    result.metrics.update(
+        {
+            "model": describe_llm(settings),
+            "questions": len(rows),
+            "answered": len(answered),
+            "declined": len(declined),
+            "first_token_s": first,
+            "whole_answer_s": whole,
+            "declined_answer_s": summary(r["seconds"] for r in declined),
+            "raw_first_token_s": summary(
+                r["raw_first_token_s"] for r in answered if r["raw_first_token_s"] is not None
+            ),
+            "raw_whole_answer_s": summary(r["raw_seconds"] for r in answered),
+            "model_calls_per_answer": summary((r["model_calls"] for r in answered), 2),
+            "ratio_overall": ratio_overall,
+            "ratio_per_answer": summary((r["ratio"] for r in answered if r["ratio"]), 3),
+            "peak_rss_mib": peak_rss_mib(),
+            "rows": rows,
+        }
+    )
+    result.targets = [
+        Target("coach first token p50", first["p50"], 1.5),
+        Target("coach whole answer p50", whole["p50"], 6.0),
+        Target("coach end-to-end / raw model", ratio_overall, 1.10, unit="x"),
+    ]
+    print(
+        f"first token p50 {first['p50']} s, whole answer p50 {whole['p50']} s, "
+        f"end-to-end / raw {ratio_overall}"
+    )
+    result.write()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

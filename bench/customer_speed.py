@@ -1,0 +1,139 @@
+"""Customer turn speed on the embedded model, with and without KV prefix reuse.
+
+Plays the scripted empathetic trainee (``evals/roleplay_scripts/<id>/empathetic.txt``) against
+each scenario through ``bot.customer.CustomerSimulator`` (as the CLI and the app do), twice:
+as shipped (llama.cpp reuses the cached prefix: the system prompt and the transcript so far)
+and with the KV cache reset before every model call. For every turn it reports the time from
+the trainee's line to the model's first token, and to the finished, checked line (retries
+and a trainer fallback included), p50 / p95. The customer's line is checked before it is shown,
+so the whole line is what a trainee waits for.
+
+The prefix-reuse run is then replayed straight through llama.cpp (``llm_probe.raw_replay``)
+for the ratio against the raw model.
+
+Usage: .venv/bin/python bench/customer_speed.py [--scenarios ID,ID] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import PROJECT_ROOT, BenchResult, Target, summary
+from llm_probe import CallRecorder, raw_replay
+
+from bot.config import get_settings
+from bot.customer import CustomerSimulator
+from bot.guidance import default_engine
+from bot.llm import make_chat_model
+from bot.scenarios import load_scenarios
+
+SCRIPTS = PROJECT_ROOT / "evals" / "roleplay_scripts"
+
+
+def play(scenarios, ids, model, engine, recorder, seed: int, tag: str) -> list[dict]:
+    rows = []
+    for scenario_id in ids:
+        lines = (SCRIPTS / scenario_id / "empathetic.txt").read_text().splitlines()
+        sim = CustomerSimulator(scenarios[scenario_id], model, engine, "medium", seed)
+        for number, line in enumerate(ln for ln in lines if ln.strip()):
+            if sim.finished:
+                break
+            recorder.label = f"{tag}:{scenario_id}:{number}"
+            first_call = len(recorder.calls)
+            started = time.perf_counter()
+            turn = sim.respond(line)
+            calls = recorder.calls[first_call:]
+            first_token = None
+            if calls and calls[0].first_token_at is not None:
+                first_token = calls[0].first_token_at - started
+            rows.append(
+                {
+                    "label": recorder.label,
+                    "beat": turn.beat,
+                    "first_token_s": None if first_token is None else round(first_token, 3),
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "model_calls": len(calls),
+                    "fallback": turn.fallback_used,
+                }
+            )
+        sim.end()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scenarios", default="", help="comma-separated ids (default: all)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    settings = get_settings()
+    scenarios, problems = load_scenarios(settings.prompts_dir / "scenarios")
+    ids = [s for s in args.scenarios.split(",") if s] or sorted(scenarios)
+    engine = default_engine(settings.knowledge_dir / "guidance.yaml")
+    engine.warm_up()
+    model = make_chat_model(settings, temperature=0.8)
+    llm = model.engine.llm
+    recorder = CallRecorder(llm).install()
+
+    llm.reset()
+    reuse = play(scenarios, ids, model, engine, recorder, args.seed, "reuse")
+    reuse_calls = list(recorder.calls)
+    recorder.reset_before_each_call = True
+    no_reuse = play(scenarios, ids, model, engine, recorder, args.seed, "reset")
+    recorder.uninstall()
+
+    print(f"replaying {len(reuse_calls)} model calls straight through llama.cpp ...")
+    raw = raw_replay(llm, reuse_calls)
+    raw_by_label: dict[str, float] = {}
+    for call, timing in zip(reuse_calls, raw, strict=True):
+        raw_by_label[call.label] = raw_by_label.get(call.label, 0.0) + timing.seconds
+    for row in reuse:
+        row["raw_seconds"] = round(raw_by_label.get(row["label"], 0.0), 3)
+    modelled = [r for r in reuse if r["raw_seconds"]]
+    ratio = round(sum(r["seconds"] for r in modelled) / sum(r["raw_seconds"] for r in modelled), 3)
+
+    def stats(rows: list[dict]) -> dict:
+        return {
+            "turns": len(rows),
+            "first_token_s": summary(r["first_token_s"] for r in rows if r["first_token_s"]),
+            "whole_line_s": summary(r["seconds"] for r in rows),
+            "model_calls_per_turn": summary((r["model_calls"] for r in rows), 2),
+            "fallback_rate": round(sum(r["fallback"] for r in rows) / max(1, len(rows)), 3),
+        }
+
+    result = BenchResult(
+        "customer",
+        "Customer turn: first token and whole line, with and without prefix reuse",
+        "make bench (or .venv/bin/python bench/customer_speed.py)",
+    )
+    with_reuse, without = stats(reuse), stats(no_reuse)
+    result.metrics.update(
+        {
+            "scenarios": ids,
+            "skipped_scenario_files": [str(p) for p in problems],
+            "with_prefix_reuse": with_reuse,
+            "without_prefix_reuse": without,
+            "raw_whole_line_s": summary(r["raw_seconds"] for r in modelled),
+            "ratio_overall": ratio,
+            "prompt_tokens": summary((t.prompt_tokens for t in raw), 0),
+            "evaluated_prompt_tokens": summary((t.evaluated_prompt_tokens for t in raw), 0),
+            "rows": {"with_prefix_reuse": reuse, "without_prefix_reuse": no_reuse},
+        }
+    )
+    result.targets = [
+        Target("customer first token p50, prefix reuse", with_reuse["first_token_s"]["p50"], 1.5),
+        Target("customer turn end-to-end / raw model", ratio, 1.10, unit="x"),
+    ]
+    print(
+        f"first token p50: {with_reuse['first_token_s']['p50']} s with prefix reuse, "
+        f"{without['first_token_s']['p50']} s without; whole line p50 "
+        f"{with_reuse['whole_line_s']['p50']} s / {without['whole_line_s']['p50']} s; "
+        f"end-to-end / raw {ratio}"
+    )
+    result.write()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Concurrent web sessions against the real app on a fake chat model (bench/load.py).
+
+Starts ``chainlit run bench/load_app.py`` on 127.0.0.1 in a temporary data directory, plays six
+sessions (practice and coach alternating) of two lines each at the same time over Socket.IO,
+and checks that every line got a complete reply, nothing failed, every session was saved with
+all its turns and the server logged no traceback. No latency is asserted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.load import COACH, PRACTICE, LoadConfig, LoadOutcome, run_load
+
+SESSIONS, MESSAGES = 6, 2
+
+
+def _diagnose(outcome: LoadOutcome) -> str:
+    problems = [*outcome.errors(), *outcome.persistence_problems, *outcome.tracebacks]
+    log = outcome.log_path.read_text(errors="replace") if outcome.log_path else ""
+    return "\n".join(problems[:20]) + "\n--- server log (end) ---\n" + log[-3000:]
+
+
+def test_concurrent_sessions_are_all_answered_and_saved(tmp_path: Path) -> None:
+    config = LoadConfig(
+        sessions=SESSIONS,
+        messages=MESSAGES,
+        timeout=90,
+        reply_timeout=30,
+        token_delay=0.01,
+        start_timeout=60,
+    )
+    outcome = run_load(config, tmp_path)
+    why = _diagnose(outcome)
+
+    assert not outcome.setup_errors, why
+    assert outcome.errors() == [], why
+    assert outcome.lost() == 0, why
+    assert [len(r.replies) for r in outcome.reports] == [MESSAGES] * SESSIONS, why
+    assert {r.profile for r in outcome.reports} == {PRACTICE, COACH}
+    assert all(r.thread_id for r in outcome.reports), why
+    assert outcome.persistence_problems == [], why
+    assert outcome.saved_sessions >= SESSIONS, why
+    assert outcome.tracebacks == [], why
+    assert "Traceback" not in outcome.log_path.read_text(errors="replace"), why
