@@ -9,6 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from bot.inputs import CleanInput, clean_user_text
+from bot.llm import model_notice
 from bot.prompts import render_prompt
 from bot.tokens import count_tokens
 
@@ -30,6 +31,7 @@ class ChatSession:
     reply_tokens: int = 256
     max_input_tokens: int = 1024
     history: list[BaseMessage] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # from the model, e.g. a fallback
 
     def __post_init__(self) -> None:
         self._count = model_token_counter(self.model)
@@ -54,6 +56,8 @@ class ChatSession:
         """Stream the reply to an already-prepared message; history is updated when it ends."""
         parts: list[str] = []
         for chunk in self.model.stream(self._messages(user_text)):
+            if notice := model_notice(chunk):
+                self.notices.append(notice)
             piece = str(chunk.content)
             if piece:
                 parts.append(piece)

@@ -7,6 +7,7 @@ reason on failure (set ``COACHBOT_DEBUG=1`` to see the traceback instead).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from bot.cli_admin import sessions_app, users_app
 from bot.config import get_settings
-from bot.errors import CoachbotError
+from bot.errors import CoachbotError, describe_failure
 from bot.evals.cli import eval_command
 
 app = typer.Typer(
@@ -34,6 +35,32 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+_shown: set[str] = set()
+
+
+def _notice(text: str) -> None:
+    """Print a notice for the user (once per command) as a yellow line on stderr."""
+    if text not in _shown:
+        _shown.add(text)
+        err_console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+class _WarningsAsNotices(logging.Handler):
+    """Warnings of the core modules (a rebuilt index, a fallback answer, a queued save)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _notice(record.getMessage())
+
+
+_warnings = _WarningsAsNotices(logging.WARNING)
+
+
+@app.callback()
+def _setup() -> None:
+    # Runs before every command: core warnings become notices instead of bare log lines.
+    _shown.clear()
+    if _warnings not in logging.getLogger("bot").handlers:
+        logging.getLogger("bot").addHandler(_warnings)
 
 
 def _fail(message: str, as_json: bool) -> None:
@@ -57,8 +84,21 @@ def _guard(fn: Callable[[], T], as_json: bool = False) -> T:
     except Exception as exc:
         if os.environ.get("COACHBOT_DEBUG"):
             raise
+        if type(exc).__module__.startswith(("openai", "langchain_openai")):
+            _fail(str(_api_error(exc)), as_json)  # e.g. OpenAI embeddings: cause, fix, no key
         _fail(f"{type(exc).__name__}: {exc} (set COACHBOT_DEBUG=1 for details)", as_json)
     raise AssertionError("unreachable")
+
+
+def _api_error(exc: Exception) -> Exception:
+    import openai
+
+    from bot.llm.api import settings_api_error
+
+    if not isinstance(exc, openai.APIError):
+        return exc
+    settings = get_settings()
+    return settings_api_error(exc, settings, settings.openai_embedding_model)
 
 
 def _print_json(data: Any) -> None:
@@ -299,6 +339,14 @@ def roleplay(
     sim, lines = _guard(setup, as_json)
     name = sim.scenario.customer.name
 
+    def model_notices(turn: Any) -> None:
+        from bot.service import MODEL_FAILED
+
+        if turn.model_notice:
+            _notice(turn.model_notice)
+        if turn.model_error:
+            _notice(MODEL_FAILED.format(reason=turn.model_error))
+
     def show(turn: Any) -> None:
         if as_json:
             return
@@ -308,6 +356,7 @@ def roleplay(
             f"[dim](anger {turn.state.anger}/10, {turn.beat})[/]",
             highlight=False,
         )
+        model_notices(turn)
 
     if not as_json:
         console.print(f"[bold]{sim.scenario.title}[/] ({difficulty}) — {sim.scenario.summary}")
@@ -344,6 +393,7 @@ def roleplay(
                 f"[bold red]{name}>[/] {turn.customer}  [dim](anger {turn.state.anger}/10)[/]",
                 highlight=False,
             )
+            model_notices(turn)
     transcript = sim.end()
     card = _guard(lambda: score_transcript(transcript, sim.guidance), as_json)
     if save is not None:
@@ -445,6 +495,8 @@ def ask(
             )
         if final.flags:
             console.print(f"[dim]flags: {', '.join(final.flags)}[/]")
+        for notice in final.notices:
+            _notice(notice)
 
     _guard(run, as_json)
 
@@ -520,12 +572,19 @@ def chat() -> None:
             for piece in session.stream_reply(prepared.text):
                 console.print(piece, end="", highlight=False, markup=False)
             console.print()
+            while session.notices:
+                _notice(session.notices.pop(0))
         except KeyboardInterrupt:
             console.print("\n[dim](reply stopped)[/]")
         except Exception as exc:  # the session goes on after a model failure
             if os.environ.get("COACHBOT_DEBUG"):
                 raise
-            console.print(f"\n[red]The model failed to answer ({type(exc).__name__}: {exc}).[/]")
+            console.print(
+                f"\nThe model did not answer: {describe_failure(exc)}",
+                style="red",
+                markup=False,
+                highlight=False,
+            )
 
 
 app.add_typer(users_app, name="users", help="Manage login users (hashed passwords, roles).")

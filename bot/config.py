@@ -7,6 +7,8 @@ Every setting is documented in `.env.example`. Provider selection rules:
 * ``COACHBOT_EMBEDDINGS=auto`` (default): OpenAI embeddings only when
   ``OPENAI_API_KEY`` is set and ``OPENAI_BASE_URL`` is not (most compatible servers do not
   serve embeddings), otherwise the embedded MiniLM model.
+* ``COACHBOT_FALLBACK=local``: when the API still fails after ``OPENAI_MAX_RETRIES`` retries,
+  the embedded model answers instead, with a notice (default ``none``: the error is shown).
 """
 
 from __future__ import annotations
@@ -51,6 +53,17 @@ class Settings(BaseSettings):
         "text-embedding-3-small", validation_alias="OPENAI_EMBEDDING_MODEL"
     )
     openai_timeout_s: float = Field(60.0, validation_alias="OPENAI_TIMEOUT")
+    openai_max_retries: int = Field(
+        3,
+        ge=0,
+        validation_alias="OPENAI_MAX_RETRIES",
+        description="retries of a timed-out, rate-limited (429) or failed (5xx) API call",
+    )
+    fallback: Literal["none", "local"] = Field(
+        "none",
+        validation_alias="COACHBOT_FALLBACK",
+        description="local: the embedded model answers when the API fails after its retries",
+    )
 
     local_model: str = Field(
         "qwen2.5-coder-1.5b",

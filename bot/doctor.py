@@ -44,7 +44,7 @@ def _timed(name: str, fn: Callable[[], Check]) -> Check:
     try:
         check = fn()
     except CoachbotError as exc:
-        check = Check(name, "fail", str(exc).split(" (")[0], exc.hint)
+        check = Check(name, "fail", str(exc.args[0] if exc.args else exc), exc.hint)
     except Exception as exc:  # a doctor reports, it never crashes
         check = Check(name, "fail", f"{type(exc).__name__}: {exc}", None)
     check.seconds = round(time.perf_counter() - started, 3)
@@ -114,8 +114,19 @@ def check_llama(settings: Settings) -> Check:
 def check_embeddings(settings: Settings) -> Check:
     from bot.embeddings import embedding_model_name, make_embeddings
 
-    vector = make_embeddings(settings).embed_query("The customer feels heard.")
     model = embedding_model_name(settings)
+    try:
+        vector = make_embeddings(settings).embed_query("The customer feels heard.")
+    except Exception as exc:
+        if settings.embeddings_provider != "openai":
+            raise
+        import openai
+
+        from bot.llm.api import settings_api_error
+
+        if isinstance(exc, openai.APIError):  # its message may quote the key
+            raise settings_api_error(exc, settings, model) from None
+        raise
     detail = f"{settings.embeddings_provider}: {model}, {len(vector)} dimensions"
     return Check("embeddings", "ok", detail)
 
@@ -130,7 +141,15 @@ def check_tiktoken(settings: Settings) -> Check:
 def check_index(settings: Settings) -> Check:
     from bot.knowledge import KnowledgeIndex
 
-    status = KnowledgeIndex(settings).status()
+    index = KnowledgeIndex(settings)
+    status = index.status()  # opening it rebuilds an unusable embedded store
+    if index.notices:
+        return Check(
+            "knowledge index",
+            "warn",
+            " ".join(index.notices),
+            "nothing to do: the old store is kept for inspection; delete it when done",
+        )
     skipped = (
         f"; skipped: {', '.join(f'{s.path} ({s.reason})' for s in status.skipped)}"
         if status.skipped
@@ -159,19 +178,17 @@ def check_index(settings: Settings) -> Check:
 def check_api(settings: Settings) -> Check:
     if settings.llm_provider != "openai":
         return Check("OpenAI API", "skip", "not configured (using the embedded model)")
-    from bot.llm import make_chat_model
+    from bot.errors import ModelUnavailableError
+    from bot.llm import make_api_model
 
-    model = make_chat_model(settings, max_tokens=1, temperature=0)
+    model = make_api_model(settings, max_tokens=1, temperature=0)
     try:
         model.invoke("ping")
-    except Exception as exc:
-        name = type(exc).__name__
-        fix = {
-            "AuthenticationError": "check OPENAI_API_KEY",
-            "NotFoundError": "check OPENAI_MODEL (and OPENAI_BASE_URL)",
-            "APIConnectionError": "check OPENAI_BASE_URL and that the server is running",
-        }.get(name, "check the OpenAI settings in .env")
-        return Check("OpenAI API", "fail", f"{name}: {str(exc)[:160]}", fix)
+    except ModelUnavailableError as exc:  # the cause and the fix, never the key
+        if settings.fallback == "local":  # the app still answers, with the embedded model
+            fix = f"{exc.hint}; meanwhile the embedded model answers (COACHBOT_FALLBACK=local)"
+            return Check("OpenAI API", "warn", exc.args[0], fix)
+        return Check("OpenAI API", "fail", exc.args[0], exc.hint)
     where = settings.openai_base_url or "api.openai.com"
     return Check("OpenAI API", "ok", f"{settings.openai_model} answers at {where}")
 
@@ -179,7 +196,7 @@ def check_api(settings: Settings) -> Check:
 def run_checks(settings: Settings) -> list[Check]:
     """All checks, in dependency order."""
     checks: list[Check] = []
-    if settings.llm_provider == "local":
+    if settings.llm_provider == "local" or settings.fallback == "local":
         checks.append(_timed("model packages", lambda: check_model_packages(settings)))
         checks.append(_timed("model file", lambda: check_model_file(settings)))
         if checks[-1].status == "ok":

@@ -29,3 +29,8 @@ class DataValidationError(CoachbotError):
 
 class StorageError(CoachbotError):
     """The session store could not be written or read (locked, unreachable, full disk)."""
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failure: a CoachbotError's reason and fix, otherwise type and message."""
+    return str(exc) if isinstance(exc, CoachbotError) else f"{type(exc).__name__}: {exc}"

@@ -32,7 +32,7 @@ from bot.tokens import count_tokens
 
 MAX_LINE_TOKENS = 200  # a trainee line longer than this is cut, with a notice
 MODEL_FAILED = (
-    "The model did not answer, so the customer's line is a trainer-written one. "
+    "The model did not answer — {reason} — so the customer's line is a trainer-written one. "
     "Carry on: your session is intact."
 )
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
@@ -240,8 +240,10 @@ class PracticeRun:
         cleaned = clean_user_text(text, max_tokens=MAX_LINE_TOKENS, count_tokens=count_tokens)
         self._notices += cleaned.notices
         turn = self.simulator.respond(cleaned.text, on_token)
+        if turn.model_notice:
+            self._notices.append(turn.model_notice)
         if turn.model_error:
-            self._notices.append(MODEL_FAILED)
+            self._notices.append(MODEL_FAILED.format(reason=turn.model_error))
         self._save_transcript()
         return turn
 

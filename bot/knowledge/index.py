@@ -4,11 +4,20 @@ One collection per embedding model (``coachbot-<provider>-<model>``), so switchi
 models never mixes vectors. Every chunk carries its document's id and content hash; ingestion
 compares hashes, so an unchanged file costs nothing, an edited file replaces only its own chunks
 and a deleted file's chunks go.
+
+The index is derived from knowledge/, so an embedded store that cannot be used (a corrupt or
+truncated file, something else at its path, a collection built with another embedding model or
+vector size) is moved aside (``chroma.broken-<time>``, never deleted) and rebuilt on open, with a
+notice (``KnowledgeIndex.notices``, ``IngestReport.notices`` and a log warning). A Chroma server
+is never rebuilt: its problems are errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -27,6 +36,9 @@ from bot.knowledge.chunking import CHUNKER_VERSION, chunk_text
 from bot.knowledge.documents import KnowledgeDocument, SkippedFile, load_documents
 
 _SLUG = re.compile(r"[^a-z0-9]+")
+# Errors that say the store is busy or forbidden, not broken: moving it aside would not help.
+_NOT_BROKEN = re.compile(r"permission denied|read-?only|locked|busy|no space", re.I)
+log = logging.getLogger(__name__)
 
 
 def collection_name(provider: str, model: str) -> str:
@@ -48,6 +60,7 @@ class IngestReport:
     chunks_total: int = 0
     seconds: float = 0.0
     collection: str = ""
+    notices: list[str] = field(default_factory=list)  # e.g. a broken store moved aside
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,8 +120,53 @@ def make_chroma_client(settings: Settings) -> chromadb.api.ClientAPI:
         )
         raise KnowledgeError(
             f"cannot open the Chroma store at {where}: {exc}",
-            hint="check CHROMA_HOST/CHROMA_PORT, or delete the directory and run `coachbot ingest`",
+            hint="check CHROMA_HOST/CHROMA_PORT and that the server is running"
+            if settings.chroma_host
+            else f"check the permissions of {where}",
         ) from exc
+
+
+class _UnusableStore(Exception):
+    """The embedded store cannot be used as it is; the message says why."""
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for an unusable store, from what chroma (or the OS) raised."""
+    if isinstance(exc, KnowledgeError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = (str(exc) or type(exc).__name__).strip().splitlines()[0]
+    if persisted := re.search(r"persisted: (\S+)", text):
+        return f"its collection was built with another embedding function ({persisted[1]})"
+    return re.sub(r"^(Database error: )?error returned from database: ", "", text)[:200]
+
+
+def _describe_function(stored: dict[str, Any]) -> str:
+    config = stored.get("config") or {}
+    if stored.get("name") == "coachbot" and config:
+        return f"{config.get('provider')}/{config.get('model')}"
+    return str(stored.get("name") or "none recorded")
+
+
+def _forget_cached_system(path: Path) -> None:
+    """Drop chroma's cached client system for ``path``: one whose start failed stays cached,
+    broken, and a new client for the same path would get it back (chromadb 1.5)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    getattr(SharedSystemClient, "_identifier_to_system", {}).pop(str(path), None)
+    getattr(SharedSystemClient, "_identifier_to_refcount", {}).pop(str(path), None)
+
+
+def _accessible(path: Path) -> bool:
+    """False when the store (or its database file) cannot be read and written by this user."""
+    read_write = os.R_OK | os.W_OK
+    database = path / "chroma.sqlite3"
+    return os.access(path.parent, os.W_OK | os.X_OK) and (
+        not path.is_dir()
+        or (
+            os.access(path, read_write | os.X_OK)
+            and (not database.is_file() or os.access(database, read_write))
+        )
+    )
 
 
 def _document_hash(doc: KnowledgeDocument, chunk_tokens: int) -> str:
@@ -140,6 +198,9 @@ class KnowledgeIndex:
             settings.embeddings_provider, embedding_model_name(settings)
         )
         self._collection: Any = None
+        self._own_client = client is None  # only a store opened here may be moved and rebuilt
+        self.notices: list[str] = []  # what opening the store found and did
+        self._rebuilt: IngestReport | None = None
 
     @property
     def embeddings(self) -> Embeddings:
@@ -149,15 +210,117 @@ class KnowledgeIndex:
 
     @property
     def collection(self) -> Any:
+        """The collection, opened on first use; an unusable embedded store is rebuilt."""
         if self._collection is None:
+            try:
+                self._collection = self._open()
+            except _UnusableStore as problem:
+                self._rebuild(str(problem))
+        return self._collection
+
+    def _open(self) -> Any:
+        """Open (or create) the collection and check that it fits the configured embeddings.
+
+        Raises ``_UnusableStore`` for an embedded store opened here, ``KnowledgeError`` for a
+        Chroma server or a client passed in (those are never moved or rebuilt)."""
+        rebuildable = self._own_client and not self.settings.chroma_host
+        where = self.settings.chroma_dir
+        try:
+            if rebuildable and where.exists() and not where.is_dir():
+                raise _UnusableStore("it is a file, not a directory")
             if self._client is None:
                 self._client = make_chroma_client(self.settings)
-            self._collection = self._client.get_or_create_collection(
+            collection = self._client.get_or_create_collection(
                 name=self.collection_name,
                 embedding_function=chroma_embedding_function(self.settings),
                 metadata={"hnsw:space": "cosine", "chunker": CHUNKER_VERSION},
             )
-        return self._collection
+            count = collection.count()  # reads the store: a corrupt file or index fails here
+            sample = collection.get(limit=1, include=["embeddings"]) if count else None
+        except _UnusableStore:
+            raise
+        except Exception as exc:  # chroma raises many types
+            if rebuildable:
+                raise _UnusableStore(_reason(exc)) from exc
+            if isinstance(exc, KnowledgeError):
+                raise
+            raise KnowledgeError(
+                f"cannot use the Chroma collection {self.collection_name}: {_reason(exc)}",
+                hint="check the Chroma server (CHROMA_HOST)",
+            ) from exc
+        mismatch = self._mismatch(collection, sample)
+        if mismatch is None:
+            return collection
+        if rebuildable:
+            raise _UnusableStore(mismatch)
+        raise KnowledgeError(
+            f"the Chroma collection {self.collection_name}: {mismatch}",
+            hint="delete that collection on the server (it is rebuilt by `coachbot ingest`), "
+            "or set COACHBOT_EMBEDDINGS / OPENAI_EMBEDDING_MODEL to the model it was built with",
+        )
+
+    def _mismatch(self, collection: Any, sample: dict[str, Any] | None) -> str | None:
+        """Why the collection's vectors do not fit the configured embeddings, or None."""
+        expected = chroma_embedding_function(self.settings)
+        stored = (collection.configuration_json or {}).get("embedding_function") or {}
+        if stored.get("name") != expected.name() or stored.get("config") != expected.get_config():
+            ours = _describe_function({"name": expected.name(), "config": expected.get_config()})
+            return (
+                f"its collection was built with another embedding model "
+                f"({_describe_function(stored)}, not {ours})"
+            )
+        vectors = sample.get("embeddings") if sample else None
+        if vectors is not None and len(vectors) > 0:
+            size = len(vectors[0])
+            wanted = len(self.embeddings.embed_query("dimension check"))
+            if size != wanted:
+                return f"its vectors have {size} dimensions, the embedding model makes {wanted}"
+        return None
+
+    def _rebuild(self, reason: str) -> None:
+        """Move the unusable embedded store aside (never delete it), then build a new one from
+        knowledge/. A store that is only busy or forbidden is left alone: that is an error."""
+        where = self.settings.chroma_dir
+        if _NOT_BROKEN.search(reason) or not _accessible(where):
+            raise KnowledgeError(
+                f"cannot use the Chroma store at {where}: {reason}",
+                hint=f"check the permissions of {where} and that no other process holds it",
+            )
+        if self._client is not None:
+            with contextlib.suppress(Exception):  # a half-opened client may not close
+                self._client.close()  # type: ignore[attr-defined]
+            self._client = None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside, n = where.with_name(f"{where.name}.broken-{stamp}"), 1
+        while aside.exists():
+            n += 1
+            aside = where.with_name(f"{where.name}.broken-{stamp}-{n}")
+        try:
+            where.rename(aside)
+        except OSError as exc:
+            raise KnowledgeError(
+                f"the Chroma store at {where} is unusable ({reason}) and cannot be moved aside: "
+                f"{exc.strerror or exc}",
+                hint=f"move {where} away yourself, then run `coachbot ingest`",
+            ) from exc
+        _forget_cached_system(where)
+        try:
+            self._collection = self._open()
+        except _UnusableStore as again:
+            raise KnowledgeError(
+                f"cannot create a new Chroma store at {where}: {again}",
+                hint=f"check the permissions of {where.parent}",
+            ) from None
+        report = self._ingest(self.root, None)
+        notice = (
+            f"The knowledge index at {where} could not be used ({reason}): moved it to "
+            f"{aside.name} and rebuilt it from {self.root} ({len(report.added)} "
+            f"file{'' if len(report.added) == 1 else 's'}, {report.chunks_total} chunks)."
+        )
+        log.warning("%s", notice)
+        self.notices.append(notice)
+        report.notices.append(notice)
+        self._rebuilt = report
 
     def _resolve_scope(self, path: Path | None) -> Path:
         if path is None:
@@ -194,9 +357,19 @@ class KnowledgeIndex:
     def ingest(
         self, path: Path | None = None, progress: Callable[[str], None] | None = None
     ) -> IngestReport:
-        """Bring the index in line with the files under ``path`` (default: all of knowledge/)."""
-        started = time.perf_counter()
+        """Bring the index in line with the files under ``path`` (default: all of knowledge/).
+
+        If opening the store found it unusable, it was rebuilt from all of knowledge/: that
+        rebuild is the report (its ``notices`` say what was found and done)."""
         scope = self._resolve_scope(path)
+        opened = self._collection is not None
+        _ = self.collection
+        if not opened and self._rebuilt is not None:
+            return self._rebuilt
+        return self._ingest(scope, progress)
+
+    def _ingest(self, scope: Path, progress: Callable[[str], None] | None) -> IngestReport:
+        started = time.perf_counter()
         documents, skipped = load_documents(self.root, scope)
         report = IngestReport(skipped=skipped, collection=self.collection_name)
         indexed = self._indexed_hashes(self._prefix(scope))
