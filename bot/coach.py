@@ -28,9 +28,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
+from bot.customer import neutralise_template_tokens, steering_kind
+from bot.errors import describe_failure
 from bot.guidance import GuidanceEngine, content_words, split_sentences
 from bot.inputs import clean_user_text
 from bot.knowledge.index import RetrievedChunk
+from bot.llm import model_notice
 from bot.prompts import render_prompt
 from bot.tokens import count_tokens
 
@@ -65,15 +68,27 @@ _FOLLOW_UP = re.compile(
 RETRY_REASONS = {
     "say_regenerated": "it contains a phrase that makes upset customers angrier",
     "say_echoes_question": "it repeats the question instead of answering it",
+    "say_echoes_prompt": "it repeats your instructions",
     "say_not_to_customer": "it talks about the customer instead of to them",
     "say_is_advice_not_words": "it is advice, not the words to say",
     "say_missing": "it is missing",
 }
 
+MODEL_FAILED = (
+    "The model did not answer — {reason} — so this answer comes from the guidance catalogue."
+)
+
 DECLINE = (
     "The guidance I have doesn't cover that{what}. It is about handling upset customers, not "
     "your company's policies or facts, so I won't guess. Check your policy pages or ask your "
     "team lead."
+)
+# Asking the coach to change or show its instructions, or to pass a note to a grader: declined
+# by code before any model call (see bot.customer.STEERING_PATTERNS).
+DECLINE_STEERING = (
+    "I can't do that: I don't change or share how I work, and there is no grader to talk to "
+    "here. I suggest what to say to an upset customer, from the guidance articles: tell me what "
+    "your customer said or did, and I'll help with that."
 )
 
 
@@ -115,8 +130,14 @@ class CoachEvent:
 
 
 def rewrite_query(question: str, history: list[dict[str, str]] | None) -> tuple[str, str | None]:
-    """(retrieval query, earlier question used as context) for a possibly follow-up question."""
-    earlier = [m["content"] for m in history or [] if m.get("role") == "user" and m.get("content")]
+    """(retrieval query, earlier question used as context) for a possibly follow-up question.
+
+    Earlier messages that tried to steer the coach (declined when asked) are never used."""
+    earlier = [
+        m["content"]
+        for m in history or []
+        if m.get("role") == "user" and m.get("content") and steering_kind(m["content"]) is None
+    ]
     if not earlier:
         return question, None
     short = len(question.split()) <= 10
@@ -167,7 +188,10 @@ _ADVICE = re.compile(
 _QUOTED_WORDS = re.compile(r"[\"“]([^\"“”]{12,})[\"”]")
 
 
-_PROMPT_ECHO = re.compile(r"\b(agent['’]s question|passages?:|line to adapt|adapt it)\b", re.I)
+_PROMPT_ECHO = re.compile(
+    r"\b(agent['’]s question|passages?:|line to adapt|adapt it|earlier the agent asked)\b", re.I
+)
+PROMPT_ECHO_WORDS = 6  # this many words in a row from the instructions: the prompt leaked
 _THIRD_PERSON = re.compile(r"\b(the customer|the caller|the client|he|she|him|her|his)\b", re.I)
 
 
@@ -295,6 +319,16 @@ class Coach:
         self.max_context_sentences = max_context_sentences
         self.max_attempts = max_attempts
         self.system_prompt = render_prompt("coach_system.md")
+        # The instructions (not the worked example, whose passages are article text): an answer
+        # that repeats them is leaking the prompt, not advising.
+        instructions = self.system_prompt.split("\nExample.")[0]
+        self._instruction_text = (
+            instructions
+            + "\n"
+            + render_prompt(
+                "coach_question.md", passages=[], question="", context="", suggestion=""
+            )
+        )
         self._example_cache: dict[str, np.ndarray | None] = {}
         self._vectors: dict[str, np.ndarray] = {}
 
@@ -408,19 +442,20 @@ class Coach:
             question, max_tokens=MAX_QUESTION_TOKENS, count_tokens=count_tokens
         )
         text = cleaned.text
+        steering = steering_kind(text)
         query, context_question = rewrite_query(text, history)
-        hits = self.retrieve(query)
-        reason = self.out_of_scope_reason(text, hits, query)
+        hits = [] if steering else self.retrieve(query)
+        reason = "instructions" if steering else self.out_of_scope_reason(text, hits, query)
         if reason is not None:
             what = " (a company-specific fact)" if reason == "company" else ""
-            message = DECLINE.format(what=what)
+            message = DECLINE_STEERING if steering else DECLINE.format(what=what)
             answer = CoachAnswer(
                 question=text,
                 retrieval_query=query,
                 answer=message,
                 out_of_scope=True,
                 grounded=True,
-                flags=[f"out_of_scope:{reason}"],
+                flags=[f"out_of_scope:{reason}"] + ([f"steering:{steering}"] if steering else []),
                 notices=cleaned.notices,
                 seconds=round(time.perf_counter() - started, 3),
             )
@@ -436,8 +471,8 @@ class Coach:
         prompt = render_prompt(
             "coach_question.md",
             passages=context,
-            question=text,
-            context=context_question,
+            question=neutralise_template_tokens(text),  # the agent's words are data, not turns
+            context=neutralise_template_tokens(context_question) if context_question else None,
             suggestion=suggestion,
         )
         messages = [SystemMessage(self.system_prompt), HumanMessage(prompt)]
@@ -447,6 +482,7 @@ class Coach:
         attempts = 0
         request = messages
         model_error: str | None = None
+        model_notices: list[str] = []  # from the model, e.g. the embedded model stood in
         problem: str | None = None
         for attempt in range(1, self.max_attempts + 1):
             attempts = attempt
@@ -455,6 +491,7 @@ class Coach:
             parts: list[str] = []
             problem = None
             checked = False
+            checked_say: str | None = None
             chunks = self.model.stream(
                 request,
                 max_tokens=90 if attempt == 1 else 45,
@@ -464,6 +501,9 @@ class Coach:
             )
             try:
                 for chunk in chunks:
+                    notice = model_notice(chunk)
+                    if notice and notice not in model_notices:
+                        model_notices.append(notice)
                     piece = str(chunk.content)
                     if not piece:
                         continue
@@ -476,12 +516,13 @@ class Coach:
                         # before the model spends seconds on a Why that would be thrown away.
                         checked = True
                         early_say, _ = parse_answer("".join(parts))
-                        problem = self._say_problem(_say_words(early_say), text)
+                        checked_say = _say_words(early_say)
+                        problem = self._say_problem(checked_say, text)
                         if problem is not None:
                             flags.append("say_stopped_early")
                             break
             except Exception as exc:  # the model failed: answer from the catalogue instead
-                model_error = f"{type(exc).__name__}: {exc}"[:300]
+                model_error = describe_failure(exc)[:300]
                 flags.append("model_error")
                 problem = "model_error"
             finally:
@@ -494,7 +535,7 @@ class Coach:
             new_say, new_why = parse_answer(raw)
             say = _say_words(new_say)
             why = new_why or why  # a retry rewrites only the Say line
-            if problem is None:
+            if problem is None and say != checked_say:  # an unchanged line is judged once
                 problem = self._say_problem(say, text)
             if problem is None:
                 break
@@ -533,11 +574,8 @@ class Coach:
             grounded=bool(cited) and not removed,
             flags=flags,
             notices=cleaned.notices
-            + (
-                ["The model did not answer, so this answer comes from the guidance catalogue."]
-                if model_error
-                else []
-            ),
+            + model_notices
+            + ([MODEL_FAILED.format(reason=model_error)] if model_error else []),
             model_error=model_error,
             attempts=attempts,
             first_token_s=round(first_token, 3) if first_token is not None else None,
@@ -554,6 +592,8 @@ class Coach:
             return "say_regenerated:" + ",".join(d.behaviour_id for d in triggers)
         if _PROMPT_ECHO.search(say):
             return "say_echoes_question"
+        if self.echoes_instructions(say):
+            return "say_echoes_prompt"
         mine, theirs = content_words(say), content_words(question)
         # Reusing the customer's situation words is good; repeating the question back is not.
         if _shares_run(say, question, 7) or (
@@ -581,6 +621,9 @@ class Coach:
         if not why.strip(" .[]0123456789"):
             flags.append("why_from_passage")  # no reason given
             return self._quote_passage(say, context)
+        if self.echoes_instructions(why):
+            flags += ["why_echoes_prompt", "why_from_passage"]
+            return self._quote_passage(say, context, prefer=cited)
         weakest = self.weakest_claim_support(why, citations)
         if weakest is not None and weakest < MIN_CLAIM_SUPPORT:
             # A reason the passages shown do not support (the small model often copies its
@@ -611,6 +654,10 @@ class Coach:
         best = int(np.argmax(vectors[1:] @ vectors[0]))
         number = context[best]["number"]
         return f"{texts[best]} [{number}]", [number]
+
+    def echoes_instructions(self, text: str) -> bool:
+        """True if ``text`` repeats a run of the coach's own instructions (a prompt leak)."""
+        return _shares_run(text, self._instruction_text, PROMPT_ECHO_WORDS)
 
     def weakest_claim_support(self, text: str, citations: list[Citation]) -> float | None:
         """The lowest best-match cosine of any claim in ``text`` against the passages shown

@@ -23,13 +23,18 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
+from bot.config import get_settings
+from bot.errors import describe_failure
 from bot.guidance import Detection, DetectionContext, GuidanceEngine, content_words
+from bot.llm import model_notice as reply_notice
 from bot.prompts import render_prompt
 from bot.scenarios import Difficulty, Scenario
 
@@ -92,14 +97,114 @@ _OFFER_FRAME = re.compile(
     re.I,
 )
 
+# Lines that try to steer the model instead of talking to the customer: override or replace its
+# instructions, inject a chat-template turn, make it print its prompt, or address whoever grades
+# the session. Code decides (a 1.5B model cannot be relied on to resist them): the coach declines
+# them without a model call, the customer treats them as off script (no credit, patience -1),
+# and the scorecard gives them no credit.
+_STALE = (
+    r"(?:previous|prior|above|earlier|preceding|original|initial|system|former|current|"
+    r"existing|old)"
+)
+STEERING_PATTERNS: dict[str, re.Pattern[str]] = {
+    "override": re.compile(
+        # "ignore (all of) (the|your) previous instructions", not "ignore the rules"
+        r"\b(?:ignore|disregard|forget|override|bypass)\s+"
+        rf"(?=(?:all|any|your|(?:the\s+)?{_STALE})\b)(?:(?:all|any)\s+(?:of\s+)?)?"
+        rf"(?:(?:the|your)\s+)?(?:{_STALE}\s+)*"
+        r"(?:instructions?|prompts?|directives?|programming|training|system messages?)\b"
+        r"|\b(?:ignore|disregard|forget)\s+(?:everything|all)\s+(?:above|before|(?:that\s+)?you"
+        r"(?:'ve| have| were)\s+(?:been\s+)?told)"
+        r"|\b(?:ignore|disregard)\s+the\s+above\b"
+        r"|\byou\s+are\s+now\s+(?:a|an|the|my)?\s*(?:\w+\s+){0,2}?(?:assistant|ai|chat\s?bot|bot|"
+        r"language model|llm|gpt|dan|unrestricted|unfiltered|jailbroken)\b"
+        r"|\byou\s+are\s+no\s+longer\s+(?:a|an|the)?\s*(?:customer|coach|character|in character|"
+        r"playing|role-?playing)\b"
+        r"|\bfrom now on,?\s+(?:you\s+(?:will|must|are to|should|shall)\s+(?:only\s+|always\s+)?"
+        r"(?:respond|answer|reply|act|behave|speak|recommend|pretend|ignore|obey)|"
+        r"(?:always|only|never)\s+(?:respond|answer|reply|recommend))\b"
+        r"|\b(?:pretend|imagine)\s+(?:to be|you(?:'| a)re|that you(?:'| a)re)\s+(?:a|an)?\s*"
+        r"(?:\w+\s+){0,2}?(?:assistant|ai|chat\s?bot|bot|language model|dan)\b"
+        r"|\b(?:act|behave|respond)\s+as\s+(?:a|an|if you were an?)\s+(?:\w+\s+){0,2}?"
+        r"(?:assistant|ai|chat\s?bot|bot|language model|dan)\b"
+        r"|\bnew\s+(?:instructions?|rules|system prompt|task|persona)\s*:"
+        r"|\b(?:developer|debug|god|admin|jailbreak|dan)\s+mode\b|\bjailbreak"
+        r"|\b(?:stop|quit|drop)\s+(?:role-?playing|pretending|the act)\b"
+        r"|\b(?:break|breaking|step out of|out of)\s+character\b"
+        r"|\bend\s+(?:the\s+|this\s+)?(?:simulation|role-?play)\b",
+        re.I,
+    ),
+    "template": re.compile(
+        # chat-template control tokens and role markers: <|im_start|>, [INST], "SYSTEM:"
+        r"<\|[\w-]{1,30}\|>|<<\s*/?\s*sys\s*>>|\[/?inst\]"
+        r"|^\s*#{0,3}\s*\**(?:system|developer)\**\s*(?:prompt|message)?\s*:"
+        r"|[\[<]\s*/?\s*(?:system|developer|assistant)\s*(?:prompt|message)?\s*[\]>]",
+        re.I | re.M,
+    ),
+    "extraction": re.compile(
+        r"\bsystem\s+(?:prompt|message)s?\b|\b(?:initial|original|hidden|secret|full)\s+"
+        r"(?:prompt|instructions)\b|\bprompt injection\b"
+        r"|\b(?:print|reveal|output|display|recite|dump|leak|paste|spell out|write out|copy out|"
+        r"repeat|show|tell|give|read|share|list)\s+(?:out\s+|back\s+)?(?:me\s+|us\s+)?(?:all\s+)?"
+        r"(?:of\s+)?(?:your\s+(?:\w+\s+)?(?:instructions|prompts?|programming|configuration|"
+        r"persona|scenario|character sheet|backstory)"
+        r"|the\s+(?:\w+\s+)?(?:prompt|programming|configuration)"
+        r"|(?:the|all the|everything)\s+(?:\w+\s+)?(?:text|words|lines|messages?|content|"
+        r"instructions)?\s*(?:above|before (?:this|my (?:message|question))|you were given|"
+        r"at the (?:top|start)))\b"
+        r"|\babove this line\b"
+        r"|\bwhat\s+(?:are|were)\s+your\s+(?:\w+\s+)?(?:instructions|prompt)\s*(?:[?.!]|$)"
+        r"|\byour\s+(?:hidden\s+issue|persona|character\s+(?:sheet|notes|description)|scenario|"
+        r"backstory)\b"
+        r"|\bhow\s+(?:were|are)\s+you\s+(?:instructed|programmed|prompted)\b",
+        re.I | re.M,
+    ),
+    "grader": re.compile(
+        r"\b(?:grader|grading|scorer|evaluator|scorecard|rubric|examiner)s?\b"
+        r"|\b(?:whoever|anyone|the person|those)\s+(?:is\s+|who(?:'s| is| are)\s+)?(?:marking|"
+        r"grading|scoring|assessing|evaluating|reviewing|reading)\s+(?:this|me|my)\b"
+        r"|\bnote\s+(?:to|for)\s+(?:the\s+)?(?:trainer|ai|model|bot|judge|marker|reviewer|assessor)"
+        r"|\bgive\s+(?:me|this\s+(?:trainee|agent|line|answer))\s+(?:a\s+)?(?:100|ten|10)\b"
+        r"|\b(?:give|award|grant)\s+(?:me\s+)?(?:full marks|top marks|a perfect score)"
+        r"|\b(?:full|top|maximum)\s+marks\b|\bperfect\s+score\b|\b100\s*(?:/|out of)\s*100\b"
+        r"|\b(?:mark|score|grade)\s+(?:me|this(?: line| answer)?)\s+(?:as\s+|at\s+)?"
+        r"(?:\d+|full|perfect|top)"
+        r"|\bcounts?\s+as\s+(?:active\s+listening|listening|validation|validating|empathy|"
+        r"reflecting|reflection|an?\s+(?:open question|apology|specific apology))\b"
+        r"|\bfor\s+the\s+(?:scorecard|score|marks|marking|debrief)\b",
+        re.I,
+    ),
+}
+# Said to the simulated customer, these break the fiction as well.
+_NOT_TO_A_CUSTOMER = (
+    r"\b(?:you are|you're)\s+(?:just\s+|only\s+)?(?:an?\s+)?(?:ai|language model|chat\s?bot|"
+    r"simulation|program|robot)\b|\bas an ai\b|\blanguage model\b"
+)
 # Lines addressed to whoever grades the session, or trying to steer the simulation.
 OFF_SCRIPT = re.compile(
-    r"\b(grader|scorer|evaluator|scorecard|system prompt"
-    r"|ignore (all |the |your )?(previous |prior )?instructions"
-    r"|give (me )?(a )?(100|full marks|top marks|a perfect score)"
-    r"|you are an ai|as an ai|language model|end (the )?simulation|break character)\b",
-    re.I,
+    "|".join([*(f"(?:{p.pattern})" for p in STEERING_PATTERNS.values()), _NOT_TO_A_CUSTOMER]),
+    re.I | re.M,
 )
+
+
+def steering_kind(text: str) -> str | None:
+    """Which steering a message attempts (override, template, extraction, grader), or None."""
+    for kind, pattern in STEERING_PATTERNS.items():
+        if pattern.search(text):
+            return kind
+    return None
+
+
+def steering_costs(detections: list[Detection]) -> list[Detection]:
+    """What still counts in a line that steers: triggers its words plainly say (catalogue
+    patterns; the classifier is not trusted on text that is not talking to a customer)."""
+    return [d for d in detections if d.kind == "avoid" and d.method == "pattern"]
+
+
+def neutralise_template_tokens(text: str) -> str:
+    """User text made safe to put in a prompt: no chat-template control tokens (``<|im_end|>``
+    and the like), which llama.cpp would read as real turn boundaries."""
+    return text.replace("<|", "<").replace("|>", ">")
 
 
 class MoodState(BaseModel):
@@ -140,6 +245,7 @@ class Turn(BaseModel):
     attempts: int = 1
     fallback_used: bool = False
     model_error: str | None = None  # the model failed and a trainer-written line was used
+    model_notice: str | None = None  # e.g. the embedded model answered for a failed API
     first_token_s: float | None = None
     seconds: float = 0.0
 
@@ -178,7 +284,8 @@ _AGENT_VOICE = re.compile(
     r"i understand your (frustration|concern)|as an ai|language model|i'?m an? (ai|assistant|"
     r"agent|representative)|(dear|valued) customer|i can'?t help you|i'?m sorry,? (but )?i can'?t|"
     r"please (provide|hold)|our (team|policy|records)|we (will|can) (send|refund|replace|arrange)|"
-    r"i'?ll (send|arrange|process|escalate) (you|that|this|a))\b",
+    r"i'?ll (send|arrange|process|escalate) (you|that|this|a)|"
+    r"sorry,? (but )?i (can'?t|cannot) (do|help with|assist with) (that|this))\b",
     re.I,
 )
 _ECHO = re.compile(
@@ -187,6 +294,43 @@ _ECHO = re.compile(
     r"training\b)",
     re.I,
 )
+# What the model was told about the task, said back ("my instructions", "stay in character"),
+# or the transcript's labels used as a name ("I need to clarify, Agent.").
+_META = re.compile(
+    r",\s*agent\b|\b(system prompt|my (instructions|prompt|programming|persona)|stage directions?|"
+    r"name label|i was (told|instructed|programmed|prompted|asked) to (write|play|be|act|say|"
+    r"pretend)|(stay|staying|stays|break|breaking|in|out of) character|persona|role-?play|"
+    r"hidden issue|(my|this|the) scenario)\b",
+    re.I,
+)
+_TEMPLATE_PARTS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+PROMPT_ECHO_WORDS = 6  # a customer line sharing this many words in a row with the prompt echoes it
+
+
+@lru_cache(maxsize=4)
+def _prompt_runs(prompts_dir: Path) -> frozenset[tuple[str, ...]]:
+    """Runs of words of the customer prompts' own text (the scenario's details left out)."""
+    runs: set[tuple[str, ...]] = set()
+    n = PROMPT_ECHO_WORDS
+    for name in ("customer_system.md", "customer_turn.md"):
+        try:
+            raw = (prompts_dir / name).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for part in _TEMPLATE_PARTS.split(raw):
+            words = re.findall(r"[a-z']+", part.lower())
+            runs |= {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+    return frozenset(runs)
+
+
+def echoes_prompt(text: str, prompts_dir: Path | None = None) -> bool:
+    """True if the line repeats the customer prompts' instructions (a prompt leak)."""
+    runs = _prompt_runs((prompts_dir or get_settings().prompts_dir).resolve())
+    words = re.findall(r"[a-z']+", text.lower())
+    n = PROMPT_ECHO_WORDS
+    return any(tuple(words[i : i + n]) in runs for i in range(len(words) - n + 1))
+
+
 _NARRATION = re.compile(r"[*\[\]()]|^\s*(she|he|they)\s+\w+s\b", re.I)
 _ACCEPT_MARK = re.compile(
     r"\b(ok(ay)?|fine|works?|deal|alright|all right|sounds (good|fair|ok|okay|right)|yes|"
@@ -242,12 +386,14 @@ def line_problem(
         return "too short"
     if len(text) > 400:
         return "too long"
-    if _ECHO.search(text):
+    if _ECHO.search(text) or _META.search(text) or echoes_prompt(text):
         return "echoes the instructions"
     if _NARRATION.search(text) or re.match(rf"^\s*{re.escape(name)}\s+\w+s\b", text):
         return "narration or stage directions"
     if _AGENT_VOICE.search(text):
         return "speaks like an agent or assistant"
+    if OFF_SCRIPT.search(text):
+        return "echoes the instructions"  # the trainee's steering, said back
     label = _NAME_PREFIX.match(text)
     if label and label.group(1).strip().lower() in _SPEAKERS | {name.lower()}:
         return "speaker label"
@@ -302,6 +448,7 @@ class CustomerSimulator:
         self.difficulty = difficulty
         self.seed = seed
         self.model_error: str | None = None
+        self.model_notice: str | None = None
         self.preset = scenario.difficulty[difficulty]
         self.rng = random.Random(seed)
         self.state = MoodState(anger=self.preset.start_anger, patience=self.preset.patience)
@@ -389,7 +536,7 @@ class CustomerSimulator:
                     note("anger", 0, d.behaviour_id, "too early: they do not feel heard yet")
             if "ask_fair_solution" in found:
                 s.solution_asked = True
-        offer = self._is_offer(trainee, found)
+        offer = not off_script and self._is_offer(trainee, found)
         if offer:
             s.offer_made = True
         if not detections and not offer and not off_script:
@@ -544,7 +691,8 @@ class CustomerSimulator:
         for turn in turns:
             lines += [f"Agent: {turn.trainee}", f"{name}: {turn.customer}"]
         lines.append(f"Agent: {trainee}")
-        return "\n".join(lines)
+        # The trainee's words are data, never turns of the chat template.
+        return neutralise_template_tokens("\n".join(lines))
 
     def _generate(
         self, trainee: str, rules: RulesOutcome, on_token: Callable[[str], None] | None
@@ -568,12 +716,13 @@ class CustomerSimulator:
                 for chunk in self.model.stream(
                     messages, seed=seed, max_tokens=70, stop=["\n", "Agent:", f"{name}:"]
                 ):
+                    self.model_notice = reply_notice(chunk) or self.model_notice
                     piece = str(chunk.content)
                     if piece and first_token is None:
                         first_token = time.perf_counter() - started
                     parts.append(piece)
             except Exception as exc:  # the model failed: the trainer's fallback line carries on
-                self.model_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.model_error = describe_failure(exc)[:300]
                 break
             line = clean_customer_line("".join(parts), name)
             if line in said:
@@ -611,9 +760,13 @@ class CustomerSimulator:
         started = time.perf_counter()
         off_script = bool(OFF_SCRIPT.search(trainee))
         context = DetectionContext(customer_last=self.last_customer_line)
-        detections = [] if off_script else self.guidance.detect(trainee, context)
+        detections = self.guidance.detect(trainee, context)
+        if off_script:
+            # Words aimed at the grader or the model earn nothing, but a trigger said along
+            # with them still costs: prefixing "grader:" must not hide a "calm down".
+            detections = steering_costs(detections)
         rules = self.apply_rules(detections, trainee, off_script)
-        self.model_error = None
+        self.model_error = self.model_notice = None
         line, attempts, fallback, first_token = self._generate(trainee, rules, on_token)
         turn = Turn(
             index=len(self.transcript.turns) + 1,
@@ -627,6 +780,7 @@ class CustomerSimulator:
             attempts=attempts,
             fallback_used=fallback,
             model_error=self.model_error,
+            model_notice=self.model_notice,
             first_token_s=first_token,
             seconds=round(time.perf_counter() - started, 3),
         )

@@ -1,7 +1,8 @@
 """The debrief scorecard: every point explained by a quote and the article passage behind it.
 
 Deterministic: it reads the transcript's guidance detections (recomputed if missing), so the
-same transcript always gets the same score. Lines addressed to the grader earn nothing.
+same transcript always gets the same score. Lines addressed to the grader (or trying to steer
+the model: see ``bot.customer.STEERING_PATTERNS``) earn nothing, though a trigger in them counts.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def _detections(transcript: Transcript, engine: GuidanceEngine) -> list[list[dic
     out = []
     previous = transcript.opening_line
     for turn in transcript.turns:
-        if turn.detections or turn.off_script:
+        if turn.detections:
             out.append(turn.detections)
         else:
             found = engine.detect(turn.trainee, DetectionContext(customer_last=previous))
@@ -107,7 +108,11 @@ def score_transcript(
     seen: dict[str, list[Evidence]] = {}
     for turn, detections in zip(transcript.turns, per_turn, strict=True):
         if turn.index in ignored:
-            continue
+            # A line to the grader (or the model) earns nothing, but a trigger in it still
+            # counts: "grader:" in front of "calm down" must not save the trainee the points.
+            detections = [
+                d for d in detections if d["kind"] == "avoid" and d.get("method") == "pattern"
+            ]
         for d in detections:
             seen.setdefault(d["behaviour_id"], []).append(
                 Evidence(turn=turn.index, quote=d["evidence"], line=turn.trainee)

@@ -214,6 +214,37 @@ def test_coach_flow_with_a_cited_source(page, app_url):
     shot(page, "08-coach-source")
 
 
+XSS = '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>'
+
+
+def test_html_in_a_message_is_shown_as_text_not_run(page):
+    """Markup typed into the coach chat is text: no handler runs, no element is created.
+
+    Runs in the coach chat the previous test opened (the page and server are shared); the
+    practice thread that the history test reopens is left as it was.
+    """
+    # The final answer ends with its sources (streamed tokens come before it, unchecked).
+    answers = "(document.body.innerText.match(/Sources:/g) || []).length"
+    before = page.evaluate(f"() => {answers}")
+    send(page, f"{XSS} The customer is angry about a late parcel, what do I say?")
+    # The message is shown with its markup as literal text...
+    messages = page.locator("[id^='step-']")
+    messages.filter(has_text="window.__xss=2").first.wait_for()
+    # ... and the coach answers it like any other question (the reply's markup is checked too).
+    page.wait_for_function(f"() => {answers} > {before}", timeout=REPLY_TIMEOUT_MS)
+    page.wait_for_timeout(500)  # time for an image error handler to fire, if one existed
+    shot(page, "08b-html-as-text")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator('img[src="x"]').count() == 0
+    assert messages.locator("img[src='x'], script").count() == 0
+    assert not page.evaluate(
+        "() => [...document.scripts].some(s => (s.textContent || '').includes('__xss'))"
+    )
+    shown = messages.filter(has_text='<img src=x onerror="window.__xss=1">')
+    assert shown.count() >= 1, "the typed markup is shown as text"
+    assert messages.filter(has_text="<script>window.__xss=2</script>").count() >= 1
+
+
 def test_sessions_survive_a_restart_in_the_history(page, server):
     server.restart()
     page.goto(server.url)
