@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -295,6 +296,12 @@ def _practice_actions() -> list[cl.Action]:
     ]
 
 
+def _new_seed() -> int:
+    """Each practice session gets its own wording (seed 0 every time made a repeated scenario
+    word for word the same); the seed is saved with the transcript, so it can be replayed."""
+    return secrets.randbelow(1_000_000)
+
+
 async def _start_practice(scenario_id: str | None = None, difficulty: str | None = None) -> None:
     svc = services()
     scenarios = await _in_thread(lambda: svc.scenarios)
@@ -321,7 +328,9 @@ async def _start_practice(scenario_id: str | None = None, difficulty: str | None
     user, role = _user()
     thread_id = _thread_id()
     run = await _in_thread(
-        lambda: PracticeRun(svc, chosen, level, seed=0, user=user, role=role, thread_id=thread_id)
+        lambda: PracticeRun(
+            svc, chosen, level, seed=_new_seed(), user=user, role=role, thread_id=thread_id
+        )
     )
     cl.user_session.set("practice", run)
     cl.user_session.set("scenario_id", chosen)

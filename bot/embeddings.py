@@ -73,6 +73,10 @@ class MiniLMEmbeddings(Embeddings):
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # No spin-waiting after a run: spinning threads keep burning both cores for a while
+        # and slow the llama.cpp generation that usually follows an embedding call.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -130,6 +134,9 @@ def make_embeddings(settings: Settings) -> Embeddings:
     if settings.embeddings_provider == "openai":
         from langchain_openai import OpenAIEmbeddings
 
+        from bot.tokens import seed_tiktoken_cache
+
+        seed_tiktoken_cache()  # it counts tokens with cl100k_base, which would be downloaded
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         return OpenAIEmbeddings(
             model=settings.openai_embedding_model,

@@ -39,3 +39,23 @@ def knowledge_copy(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, knowledge_copy: Path) -> Settings:
     return make_settings(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The guidance engine over the shipped catalogue (shared by a test module)."""
+    from bot.guidance import default_engine
+
+    return default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    """A knowledge index of the shipped articles in a private data directory (read-only use)."""
+    from bot.knowledge import KnowledgeIndex
+
+    tmp = tmp_path_factory.mktemp("articles-index")
+    shutil.copytree(ARTICLES_DIR, tmp / "knowledge" / "articles")
+    built = KnowledgeIndex(make_settings(tmp))
+    built.ingest()
+    return built

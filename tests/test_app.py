@@ -185,6 +185,19 @@ def test_messages_after_the_end_are_answered_not_lost(services):
     assert "has ended" in browser.texts()[-1]
 
 
+def test_each_practice_session_gets_its_own_seed_and_saves_it(services):
+    seeds = set()
+    for _ in range(4):
+        browser = Browser(app.PRACTICE)
+        browser.run(app.on_chat_start)
+        browser.say("I'm so sorry, that sounds really upsetting.")
+        run = cl_session_value(browser, "practice")
+        seed = run.simulator.seed
+        assert services.store.get_session(run.session_id).transcript().seed == seed
+        seeds.add(seed)
+    assert len(seeds) > 1  # 4 draws from a million: equal only by a 1-in-10^17 chance
+
+
 def test_changing_settings_starts_the_chosen_scenario(services):
     browser = Browser(app.PRACTICE)
     browser.run(app.on_chat_start)

@@ -11,27 +11,7 @@ from typer.testing import CliRunner
 
 from bot import cli
 from bot.coach import Coach, enforce_citations, parse_answer, rewrite_query
-from bot.config import PROJECT_ROOT
-from bot.guidance import default_engine
 from bot.knowledge import KnowledgeIndex
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    from .conftest import ARTICLES_DIR, make_settings
-
-    tmp = tmp_path_factory.mktemp("coach")
-    import shutil
-
-    shutil.copytree(ARTICLES_DIR, tmp / "knowledge" / "articles")
-    idx = KnowledgeIndex(make_settings(tmp))
-    idx.ingest()
-    return idx
 
 
 class CountingModel(FakeListChatModel):
@@ -302,6 +282,23 @@ def test_bad_say_line_stops_the_stream_before_the_why(index, engine):
     assert any(f.startswith("say_regenerated:tell_to_calm_down") for f in answer.flags)
     assert answer.say == "You have every right to be upset."
     assert "calm down" not in answer.say.lower() and answer.grounded
+
+
+def test_a_good_say_line_is_judged_once(index, engine, monkeypatch):
+    """The Say line is judged as soon as it is written; the same words are not judged again
+    after the stream (each judgement runs the guidance engine's embeddings: ~30 ms)."""
+    judged: list[str] = []
+    original = Coach._say_problem
+
+    def counting(self, say, question):
+        judged.append(say)
+        return original(self, say, question)
+
+    monkeypatch.setattr(Coach, "_say_problem", counting)
+    good = 'Say: "You have every right to be upset."\nWhy: Validating feelings helps [1].'
+    answer = coach_with([good], index, engine).ask("He is shouting at me, what do I say?")
+    assert answer.say == "You have every right to be upset." and answer.attempts == 1
+    assert judged == ["You have every right to be upset."]
 
 
 def test_say_line_complete():

@@ -50,7 +50,7 @@ from bot.evals.suites import (
     parse_filter,
     resolve_suites,
 )
-from bot.guidance import default_engine, load_catalogue
+from bot.guidance import load_catalogue
 from bot.scenarios import load_scenarios
 from bot.scoring import score_transcript
 
@@ -65,11 +65,6 @@ ASSERTION = TypeAdapter(Assertion)
 
 
 # ----------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -24,17 +24,11 @@ from bot.customer import (
     run_script,
 )
 from bot.errors import DataValidationError
-from bot.guidance import default_engine
 from bot.scenarios import load_scenario, load_scenarios
 from bot.scoring import format_scorecard, score_transcript
 
 SCENARIOS_DIR = PROJECT_ROOT / "prompts" / "scenarios"
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
 
 
 @pytest.fixture(scope="module")

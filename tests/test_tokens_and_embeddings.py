@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,22 @@ def test_collection_opens_in_a_fresh_process(tmp_path, provider):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "a"
+
+
+def test_openai_embeddings_count_tokens_offline(tmp_path):
+    """OpenAI embeddings split texts with cl100k_base; without the seeded cache tiktoken tries
+    to download it (and fails offline before any API call). A fresh process, a fresh cache."""
+    script = (
+        "from bot.config import Settings\n"
+        "from bot.embeddings import make_embeddings\n"
+        "import tiktoken\n"
+        "s = Settings(_env_file=None, embeddings='openai', OPENAI_API_KEY='sk-test')\n"
+        "make_embeddings(s)\n"
+        "print(len(tiktoken.get_encoding('cl100k_base').encode('hello there')))\n"
+    )
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path / "tiktoken")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-800:]
+    assert done.stdout.strip() == "2"
