@@ -5,8 +5,9 @@ Asks every question of ``evals/coach_questions.yaml`` (follow-ups with their his
 (``llm_probe.CallRecorder``). Reports time to first token and whole answer, p50 / p95, for the
 answered questions (declined ones make no model call and are reported apart).
 
-Then replays the same prompt tokens and output tokens straight through llama.cpp
-(``llm_probe.raw_replay``, same order, same KV prefix reuse) and reports
+Right after each answer, replays its prompt tokens and output tokens straight through
+llama.cpp (``llm_probe.replay_calls``, from the KV state the answer started with, so prefix
+reuse is the same; interleaving keeps a shared machine's drift out of the ratio) and reports
 ``end-to-end / raw`` per answer and overall: what retrieval, context selection, the guidance
 checks on the Say line, grounding, LangChain and the chat template add to the model's own time.
 
@@ -19,7 +20,7 @@ import argparse
 
 import yaml
 from common import PROJECT_ROOT, BenchResult, Target, peak_rss_mib, summary
-from llm_probe import CallRecorder, raw_replay
+from llm_probe import CallRecorder, kv_tokens, replay_calls, restore_kv
 
 from bot.coach import Coach
 from bot.config import get_settings
@@ -46,40 +47,43 @@ def main() -> int:
     coach = Coach(model, index, engine)
     recorder = CallRecorder(llm).install()
 
-    llm.reset()  # the replay starts from an empty cache too
+    llm.reset()
     recorder.label = "warm-up"
     coach.ask("warm-up: how do I greet an upset customer?")
     rows = []
     for q in questions:
+        before = kv_tokens(llm)  # the KV state this answer starts from
+        first_call = len(recorder.calls)
         recorder.label = q["id"]
         answer = coach.ask(q["question"], q.get("history"))
-        rows.append(
-            {
-                "id": q["id"],
-                "declined": answer.out_of_scope,
-                "first_token_s": answer.first_token_s,
-                "seconds": answer.seconds,
-                "attempts": answer.attempts,
-                "flags": answer.flags,
-            }
+        calls = recorder.calls[first_call:]
+        after = kv_tokens(llm)
+        recorder.uninstall()  # the replay's own calls are not recorded
+        restore_kv(llm, before)
+        raw = replay_calls(llm, calls)
+        restore_kv(llm, after)  # the next answer starts where the real run left it
+        recorder.install()
+        row = {
+            "id": q["id"],
+            "declined": answer.out_of_scope,
+            "first_token_s": answer.first_token_s,
+            "seconds": answer.seconds,
+            "attempts": answer.attempts,
+            "flags": answer.flags,
+            "model_calls": len(calls),
+            "raw_seconds": round(sum(t.seconds for t in raw), 3),
+            "raw_first_token_s": round(raw[0].first_token_s, 3) if raw else None,
+            "prompt_tokens": [t.prompt_tokens for t in raw],
+            "evaluated_prompt_tokens": [t.evaluated_prompt_tokens for t in raw],
+            "output_tokens": [t.output_tokens for t in raw],
+        }
+        row["ratio"] = round(row["seconds"] / row["raw_seconds"], 3) if raw else None
+        rows.append(row)
+        print(
+            f"{q['id']:34} {answer.seconds:5.2f} s  first token {answer.first_token_s}  "
+            f"raw {row['raw_seconds']} s"
         )
-        print(f"{q['id']:34} {answer.seconds:5.2f} s  first token {answer.first_token_s}")
     recorder.uninstall()
-
-    print(f"replaying {len(recorder.calls)} model calls straight through llama.cpp ...")
-    raw = raw_replay(llm, recorder.calls)
-    by_label: dict[str, list[int]] = {}
-    for position, call in enumerate(recorder.calls):
-        by_label.setdefault(call.label, []).append(position)
-    for row in rows:
-        positions = by_label.get(row["id"], [])
-        row["model_calls"] = len(positions)
-        row["raw_seconds"] = round(sum(raw[i].seconds for i in positions), 3)
-        row["raw_first_token_s"] = round(raw[positions[0]].first_token_s, 3) if positions else None
-        row["prompt_tokens"] = [raw[i].prompt_tokens for i in positions]
-        row["evaluated_prompt_tokens"] = [raw[i].evaluated_prompt_tokens for i in positions]
-        row["output_tokens"] = [raw[i].output_tokens for i in positions]
-        row["ratio"] = round(row["seconds"] / row["raw_seconds"], 3) if positions else None
 
     answered = [r for r in rows if not r["declined"]]
     declined = [r for r in rows if r["declined"]]

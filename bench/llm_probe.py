@@ -147,10 +147,28 @@ def raw_call(
     )
 
 
-def raw_replay(llm: Any, calls: list[RecordedCall]) -> list[RawTiming]:
-    """Replay ``calls`` in order from an empty KV cache (so prefix reuse matches the real run,
-    provided the real run also started from the first of these calls)."""
-    llm.reset()
+def kv_tokens(llm: Any) -> list[int]:
+    """The tokens whose state llama.cpp holds in its KV cache now."""
+    return list(llm._input_ids[: llm.n_tokens])
+
+
+def restore_kv(llm: Any, tokens: list[int]) -> None:
+    """Bring the KV cache to ``tokens`` (keeping the common prefix), untimed."""
+    prefix = 0
+    for a, b in zip(kv_tokens(llm), tokens, strict=False):
+        if a != b:
+            break
+        prefix += 1
+    if prefix == 0 or not llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
+        llm.reset()
+        prefix = 0
+    llm.n_tokens = prefix
+    if tokens[prefix:]:
+        llm.eval(tokens[prefix:])
+
+
+def replay_calls(llm: Any, calls: list[RecordedCall]) -> list[RawTiming]:
+    """Replay ``calls`` from the KV state llama.cpp holds now (see :func:`raw_replay`)."""
     timings = []
     for call in calls:
         prompt = _prompt_tokens(llm, call.prompt)
@@ -159,3 +177,10 @@ def raw_replay(llm: Any, calls: list[RecordedCall]) -> list[RawTiming]:
         ]
         timings.append(raw_call(llm, prompt, output, call.params))
     return timings
+
+
+def raw_replay(llm: Any, calls: list[RecordedCall]) -> list[RawTiming]:
+    """Replay ``calls`` in order from an empty KV cache (so prefix reuse matches the real run,
+    provided the real run also started from the first of these calls)."""
+    llm.reset()
+    return replay_calls(llm, calls)
