@@ -9,16 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench import load
 from bot.config import PROJECT_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -48,60 +44,27 @@ def _skip_reason() -> str | None:
     return f"no Chromium at {CHROMIUM} (scripts/install-browser.sh installs it)"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class AppServer(load.AppServer):
+    """The real app (`bot/app.py`) with login on, in its own data directory; can restart.
 
-
-class AppServer:
-    """`chainlit run bot/app.py` on a free port, in its own data directory; can restart."""
+    Starting, waiting for HTTP and stopping are the load harness's (`bench/load.py`)."""
 
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
+        env = {
             **os.environ,
             "COACHBOT_DATA_DIR": str(tmp / "data"),
             "COACHBOT_AUTH": "on",
             "PYTHONUNBUFFERED": "1",
         }
-        self.env.pop("CHAINLIT_AUTH_SECRET", None)  # generated into the data directory
-        self.env.pop("COACHBOT_APP_NO_CONFIGURE", None)  # login and history must be on
-        self.log_path = tmp / "app.log"
-        self.proc: subprocess.Popen | None = None
+        env.pop("CHAINLIT_AUTH_SECRET", None)  # generated into the data directory
+        env.pop("COACHBOT_APP_NO_CONFIGURE", None)  # login and history must be on
+        super().__init__("bot/app.py", env, tmp / "app.log")
 
-    def start(self) -> None:
-        command = [sys.executable, "-m", "chainlit", "run", "bot/app.py", "--headless"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log_path.open("a") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                urllib.request.urlopen(self.url, timeout=2).read()
-                return
-            except OSError:
-                time.sleep(0.5)
-        pytest.fail("the app did not start:\n" + self.log_path.read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
+    def start(self, timeout: float = 120) -> None:
         try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.proc = None
+            super().start(timeout)
+        except RuntimeError as exc:
+            pytest.fail(f"the app did not start: {exc}")
 
     def restart(self) -> None:
         self.stop()
