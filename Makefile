@@ -30,7 +30,7 @@ HOST ?= 127.0.0.1
 run: install
 	$(BIN)/coachbot ingest
 	@echo ">> coachbot is starting: open http://$(HOST):$(PORT) (Ctrl+C to stop)"
-	$(BIN)/chainlit run bot/app.py --headless --host $(HOST) --port $(PORT)
+	$(BIN)/chainlit run bot/web/app.py --headless --host $(HOST) --port $(PORT)
 
 test: install
 	@scripts/install-browser.sh $(VENV)/.browser-unavailable

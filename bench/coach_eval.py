@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from bot.coach import Coach, rewrite_query
+from bot.coach.coach import Coach, rewrite_query
 from bot.config import PROJECT_ROOT, get_settings
-from bot.guidance import default_engine
+from bot.guidance.engine import default_engine
 from bot.knowledge import KnowledgeIndex
 from bot.llm import describe_llm, make_chat_model
 

@@ -1,7 +1,7 @@
 """Coach speed on the embedded model, and its overhead against the raw model.
 
 Asks every question of ``evals/coach_questions.yaml`` (follow-ups with their history) through
-``bot.coach.Coach`` exactly as the CLI and the app do, recording every llama.cpp call
+``bot.coach.coach.Coach`` exactly as the CLI and the app do, recording every llama.cpp call
 (``llm_probe.CallRecorder``). Reports time to first token and whole answer, p50 / p95, for the
 answered questions (declined ones make no model call and are reported apart).
 
@@ -22,9 +22,9 @@ import yaml
 from common import PROJECT_ROOT, BenchResult, Target, peak_rss_mib, summary
 from llm_probe import CallRecorder, kv_tokens, replay_calls, restore_kv
 
-from bot.coach import Coach
+from bot.coach.coach import Coach
 from bot.config import get_settings
-from bot.guidance import default_engine
+from bot.guidance.engine import default_engine
 from bot.knowledge import KnowledgeIndex
 from bot.llm import describe_llm, make_chat_model
 

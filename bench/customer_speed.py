@@ -1,7 +1,7 @@
 """Customer turn speed on the embedded model, with and without KV prefix reuse.
 
 Plays the scripted empathetic trainee (``evals/roleplay_scripts/<id>/empathetic.txt``) against
-each scenario through ``bot.customer.CustomerSimulator`` (as the CLI and the app do), twice:
+each scenario through ``bot.roleplay.simulator.CustomerSimulator`` (as the CLI and the app do), twice:
 as shipped (llama.cpp reuses the cached prefix: the system prompt and the transcript so far)
 and with the KV cache reset before every model call. For every turn it reports the time from
 the trainee's line to the model's first token, and to the finished, checked line (retries
@@ -23,10 +23,10 @@ from common import PROJECT_ROOT, BenchResult, Target, summary
 from llm_probe import CallRecorder, raw_replay
 
 from bot.config import get_settings
-from bot.customer import CustomerSimulator
-from bot.guidance import default_engine
+from bot.guidance.engine import default_engine
 from bot.llm import make_chat_model
-from bot.scenarios import load_scenarios
+from bot.roleplay.scenarios import load_scenarios
+from bot.roleplay.simulator import CustomerSimulator
 
 SCRIPTS = PROJECT_ROOT / "evals" / "roleplay_scripts"
 

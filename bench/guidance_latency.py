@@ -33,9 +33,9 @@ from common import PROJECT_ROOT, BenchResult, peak_rss_mib, summary, timed
 
 from bot.config import get_settings
 from bot.datafiles import read_yaml
-from bot.embeddings import local_embeddings
-from bot.guidance import DetectionContext, GuidanceEngine, default_engine, load_catalogue
-from bot.guidance_metrics import load_labelled
+from bot.guidance.engine import DetectionContext, GuidanceEngine, default_engine, load_catalogue
+from bot.guidance.metrics import load_labelled
+from bot.llm.embeddings import local_embeddings
 
 CATALOGUE = PROJECT_ROOT / "knowledge" / "guidance.yaml"
 SETS = {

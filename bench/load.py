@@ -4,7 +4,7 @@ The app runs as a subprocess (``python -m chainlit run <target> --headless``) on
 a free port, in a fresh temporary data directory, with login off and without ``CI`` (Chainlit's
 CI mode puts a fake ``OPENAI_API_KEY`` in the environment). ``--model fake`` (the default) runs
 ``bench/load_app.py``, the real app on a fake chat model that streams slowly; ``--model
-embedded`` runs ``bot/app.py`` on the embedded model.
+embedded`` runs ``bot/web/app.py`` on the embedded model.
 
 Each session is a ``socketio.AsyncClient`` (what the browser does: connect with the session id,
 client type and chat profile, emit ``connection_successful``, then one ``client_message`` per
@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # `python bench/load.py`: make `bench` and `bot` 
 
 from bench.common import PROJECT_ROOT, BenchResult, Target, summary
 
-TARGETS = {"fake": "bench/load_app.py", "embedded": "bot/app.py"}
+TARGETS = {"fake": "bench/load_app.py", "embedded": "bot/web/app.py"}
 PRACTICE_LINES = (
     "I'm so sorry this happened, that sounds really upsetting. Tell me more.",
     "So if I've got this right, you're left without what you paid for. What would feel fair?",
@@ -90,7 +90,7 @@ _SCRUBBED_ENV = (
 
 
 def _constants(path: Path, names: set[str]) -> dict[str, str]:
-    """String constants of a module, read from its source (importing ``bot.app`` would set up
+    """String constants of a module, read from its source (importing ``bot.web.app`` would set up
     Chainlit and a data layer in this process)."""
     found: dict[str, str] = {}
     for node in ast.parse(path.read_text()).body:
@@ -104,7 +104,7 @@ def _constants(path: Path, names: set[str]) -> dict[str, str]:
     return found
 
 
-_APP = _constants(PROJECT_ROOT / "bot" / "app.py", {"PRACTICE", "COACH", "FRIENDLY_FAILURE"})
+_APP = _constants(PROJECT_ROOT / "bot" / "web" / "app.py", {"PRACTICE", "COACH", "FRIENDLY_FAILURE"})
 _SERVICE = _constants(PROJECT_ROOT / "bot" / "service.py", {"SAVE_FAILED"})
 PRACTICE: str = _APP["PRACTICE"]
 COACH: str = _APP["COACH"]
@@ -486,7 +486,7 @@ def check_persistence(
 ) -> tuple[list[str], int]:
     """Problems with what the session store holds for ``reports`` (one saved session per chat,
     every line and reply in it, nothing unexpected), and how many sessions it holds."""
-    from bot.storage import SessionStore
+    from bot.store.sessions import SessionStore
 
     store = SessionStore(database_url)
     problems: list[str] = []
@@ -841,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         Target("tracebacks in the server log", len(outcome.tracebacks), 0, unit=""),
     ]
     result.notes = [
-        "Practice replies are generated whole before the first word is streamed (bot/app.py "
+        "Practice replies are generated whole before the first word is streamed (bot/web/app.py "
         "streams the checked line), so their first token comes after the whole generation.",
     ]
     result.write()

@@ -1,7 +1,7 @@
 """The real Chainlit app on a fake, deterministic chat model (the target of `bench/load.py`).
 
 Run with ``python -m chainlit run bench/load_app.py --headless`` from the project root. Every
-handler of :mod:`bot.app` is registered by importing it; only the chat model is replaced, so
+handler of :mod:`bot.web.app` is registered by importing it; only the chat model is replaced, so
 retrieval, guidance, the customer's rules, saving and Chainlit's data layer all run for real.
 
 The fake streams word by word, sleeping ``COACHBOT_FAKE_TOKEN_DELAY`` seconds (default 0.02)
@@ -24,7 +24,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-import bot.app
+import bot.web.app
 from bot.config import get_settings
 from bot.service import Services
 
@@ -126,4 +126,4 @@ class FakeStreamingChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
 
-bot.app.use_services(Services(get_settings(), model=FakeStreamingChatModel(delay=token_delay())))
+bot.web.app.use_services(Services(get_settings(), model=FakeStreamingChatModel(delay=token_delay())))

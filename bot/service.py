@@ -20,15 +20,15 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from bot.coach import Coach, CoachAnswer, CoachEvent
+from bot.coach.coach import Coach, CoachAnswer, CoachEvent
 from bot.config import Settings
-from bot.customer import CustomerSimulator, Hint, Turn
 from bot.errors import CoachbotError, StorageError
-from bot.guidance import GuidanceEngine
+from bot.guidance.engine import GuidanceEngine
 from bot.inputs import clean_user_text
-from bot.scenarios import Difficulty, Scenario, load_scenarios
-from bot.scoring import Scorecard, score_transcript
-from bot.tokens import count_tokens
+from bot.llm.tokens import count_tokens
+from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
+from bot.roleplay.scoring import Scorecard, score_transcript
+from bot.roleplay.simulator import CustomerSimulator, Hint, Turn
 
 MAX_LINE_TOKENS = 200  # a trainee line longer than this is cut, with a notice
 MODEL_FAILED = (
@@ -85,7 +85,7 @@ class Services:
     def guidance(self) -> GuidanceEngine:
         with self._lock:
             if self._guidance is None:
-                from bot.guidance import default_engine
+                from bot.guidance.engine import default_engine
 
                 self._guidance = default_engine(self.settings.knowledge_dir / "guidance.yaml")
                 self._guidance.warm_up()
@@ -106,7 +106,7 @@ class Services:
     def store(self) -> Any:
         with self._lock:
             if self._store is None:
-                from bot.storage import SessionStore
+                from bot.store.sessions import SessionStore
 
                 self._store = SessionStore.from_settings(self.settings)
             return self._store

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.config import PROJECT_ROOT
-from bot.guidance import default_engine
-from bot.guidance_metrics import evaluate, load_labelled
+from bot.guidance.engine import default_engine
+from bot.guidance.metrics import evaluate, load_labelled
 
 DEFAULT_SETS = ["tests/data/guidance_labelled.yaml", "tests/data/guidance_heldout.yaml"]
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from bot.config import PROJECT_ROOT, get_settings
-from bot.customer import CustomerSimulator, line_problem, run_script
-from bot.guidance import default_engine
+from bot.guidance.engine import default_engine
 from bot.llm import describe_llm, make_chat_model
-from bot.scenarios import load_scenarios
-from bot.scoring import score_transcript
+from bot.roleplay.scenarios import load_scenarios
+from bot.roleplay.scoring import score_transcript
+from bot.roleplay.simulator import CustomerSimulator, line_problem, run_script
 
 SCRIPTS = PROJECT_ROOT / "evals" / "roleplay_scripts"
 

@@ -44,7 +44,7 @@ def settings(tmp_path: Path, knowledge_copy: Path) -> Settings:
 @pytest.fixture(scope="module")
 def engine():
     """The guidance engine over the shipped catalogue (shared by a test module)."""
-    from bot.guidance import default_engine
+    from bot.guidance.engine import default_engine
 
     return default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
 

@@ -17,7 +17,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage
 from typer.testing import CliRunner
 
-from bot import cli
+from bot.cli import main as cli
 from bot.config import PROJECT_ROOT, Settings
 from bot.errors import ModelUnavailableError
 from bot.llm import make_chat_model, model_notice
@@ -225,7 +225,7 @@ QUESTION = "She's shouting that her parcel is late again, what do I say?"
 
 
 def test_the_coach_names_the_api_failure_in_its_notice(tmp_path, index, engine):
-    from bot.coach import Coach
+    from bot.coach.coach import Coach
 
     with serve([401]) as stub:
         answer = Coach(make_chat_model(api_settings(tmp_path, stub.url)), index, engine).ask(
@@ -240,7 +240,7 @@ def test_the_coach_names_the_api_failure_in_its_notice(tmp_path, index, engine):
 
 
 def test_the_coach_says_when_the_embedded_model_answered(tmp_path, index, engine, local_model):
-    from bot.coach import Coach
+    from bot.coach.coach import Coach
 
     with serve([429]) as stub:
         settings = api_settings(tmp_path, stub.url, fallback="local", openai_max_retries=0)
@@ -251,7 +251,7 @@ def test_the_coach_says_when_the_embedded_model_answered(tmp_path, index, engine
 
 def test_a_practice_turn_names_the_api_failure(tmp_path, engine, local_model):
     from bot.service import PracticeRun, Services
-    from bot.storage import SessionStore
+    from bot.store.sessions import SessionStore
 
     line = "I'm so sorry your parcel arrived smashed, that must be really upsetting."
     store = SessionStore(f"sqlite:///{tmp_path / 'coachbot.db'}")
@@ -332,7 +332,7 @@ def test_cli_doctor_names_the_cause_and_the_fix(cli_api, sleeps):
 
 
 def test_cli_doctor_names_an_openai_embeddings_failure_without_the_key(cli_api, sleeps):
-    from bot.tokens import seed_tiktoken_cache
+    from bot.llm.tokens import seed_tiktoken_cache
 
     seed_tiktoken_cache()  # OpenAIEmbeddings needs the plain cl100k_base, offline
     with serve([401]) as stub:

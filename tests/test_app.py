@@ -22,12 +22,12 @@ import chainlit as cl
 from chainlit.context import init_ws_context
 from chainlit.session import WebsocketSession
 
-from bot import app
 from bot.config import PROJECT_ROOT
-from bot.guidance import default_engine
+from bot.guidance.engine import default_engine
 from bot.knowledge import KnowledgeIndex
 from bot.service import Services
-from bot.storage import SessionStore
+from bot.store.sessions import SessionStore
+from bot.web import app
 
 os.environ.pop("COACHBOT_APP_NO_CONFIGURE")  # only for this import: app servers must configure
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.knowledge.chunking import chunk_text, split_blocks
 from bot.knowledge.documents import load_documents
-from bot.tokens import count_tokens
+from bot.llm.tokens import count_tokens
 
 from .conftest import ARTICLES_DIR
 

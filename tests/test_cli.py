@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.doctor import Check
+from bot.cli import main as cli
+from bot.cli.doctor import Check
 
 runner = CliRunner()
 
@@ -71,7 +71,7 @@ def test_doctor_json_and_exit_code(cli_env, monkeypatch):
         Check("embeddings", "ok", "fine"),
         Check("knowledge index", "fail", "empty", "run ingest"),
     ]
-    monkeypatch.setattr("bot.doctor.run_checks", lambda settings: checks)
+    monkeypatch.setattr("bot.cli.doctor.run_checks", lambda settings: checks)
     result = runner.invoke(cli.app, ["doctor", "--json"])
     assert result.exit_code == 1
     data = json.loads(result.stdout)
@@ -81,7 +81,7 @@ def test_doctor_json_and_exit_code(cli_env, monkeypatch):
 def test_doctor_reports_a_missing_model_part(cli_env, monkeypatch):
     import importlib.metadata
 
-    from bot.doctor import check_model_packages
+    from bot.cli.doctor import check_model_packages
 
     real_version = importlib.metadata.version
 

@@ -9,8 +9,8 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.coach import Coach, enforce_citations, parse_answer, rewrite_query
+from bot.cli import main as cli
+from bot.coach.coach import Coach, enforce_citations, parse_answer, rewrite_query
 from bot.knowledge import KnowledgeIndex
 
 
@@ -72,7 +72,7 @@ def test_a_reason_the_passages_do_not_support_is_replaced_by_a_quote(index, engi
 
 
 def test_why_claims_split_at_citations():
-    from bot.coach import why_claims
+    from bot.coach.coach import why_claims
 
     assert why_claims(
         "Validating helps her feel heard [1], and open questions let her talk [2]."
@@ -302,7 +302,7 @@ def test_a_good_say_line_is_judged_once(index, engine, monkeypatch):
 
 
 def test_say_line_complete():
-    from bot.coach import say_line_complete
+    from bot.coach.coach import say_line_complete
 
     assert not say_line_complete('Say: "You have')
     assert not say_line_complete("Say:")
@@ -330,7 +330,7 @@ def test_model_failure_still_gives_a_grounded_catalogue_answer(index, engine):
 
 
 def test_coach_lines_are_generic_and_trigger_free(engine):
-    from bot.coach import _is_generic
+    from bot.coach.coach import _is_generic
 
     lines = [(b.id, line) for b in engine.catalogue.behaviours for line in b.coach_lines]
     assert len(lines) >= 20

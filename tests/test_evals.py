@@ -22,10 +22,9 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import TypeAdapter
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.coach import Citation, CoachAnswer
+from bot.cli import main as cli
+from bot.coach.coach import Citation, CoachAnswer
 from bot.config import PROJECT_ROOT, Settings, get_settings
-from bot.customer import MoodState, StateChange, Transcript, Turn
 from bot.errors import DataValidationError
 from bot.evals.assertions import CheckContext, Observation, evaluate
 from bot.evals.baseline import compare, load_baseline, save_baseline
@@ -50,9 +49,10 @@ from bot.evals.suites import (
     parse_filter,
     resolve_suites,
 )
-from bot.guidance import load_catalogue
-from bot.scenarios import load_scenarios
-from bot.scoring import score_transcript
+from bot.guidance.engine import load_catalogue
+from bot.roleplay.scenarios import load_scenarios
+from bot.roleplay.scoring import score_transcript
+from bot.roleplay.simulator import MoodState, StateChange, Transcript, Turn
 
 SUITES_DIR = PROJECT_ROOT / "evals" / "suites"
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bot import cli
+from bot.cli import main as cli
 from bot.config import PROJECT_ROOT
 from bot.errors import DataValidationError
-from bot.guidance import DetectionContext, GuidanceEngine, default_engine, load_catalogue
-from bot.guidance_metrics import evaluate, load_labelled
+from bot.guidance.engine import DetectionContext, GuidanceEngine, default_engine, load_catalogue
+from bot.guidance.metrics import evaluate, load_labelled
 from bot.knowledge.documents import documents_by_origin
 
 CATALOGUE = PROJECT_ROOT / "knowledge" / "guidance.yaml"

@@ -154,7 +154,7 @@ def _store_with(settings, vectors, function=None):
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from bot.embeddings import chroma_embedding_function
+    from bot.llm.embeddings import chroma_embedding_function
 
     client = chromadb.PersistentClient(
         path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
@@ -229,7 +229,7 @@ def test_vectors_of_another_size_are_moved_aside_and_rebuilt(small):
 
 
 def test_a_collection_of_another_embedding_model_is_moved_aside_and_rebuilt(small):
-    from bot.embeddings import CoachbotEmbeddingFunction
+    from bot.llm.embeddings import CoachbotEmbeddingFunction
 
     other = CoachbotEmbeddingFunction(provider="openai", model="text-embedding-3-large")
     _store_with(small, [[0.1] * 384], function=other)
@@ -326,8 +326,8 @@ def test_cli_ingest_and_doctor_report_the_rebuild(small, monkeypatch):
 
     from typer.testing import CliRunner
 
-    from bot import cli
-    from bot.doctor import check_index
+    from bot.cli import main as cli
+    from bot.cli.doctor import check_index
 
     monkeypatch.setattr(cli, "get_settings", lambda: small)
     small.chroma_dir.parent.mkdir(parents=True)

@@ -19,18 +19,18 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from pydantic import Field
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.coach import DECLINE_STEERING, Coach, rewrite_query
+from bot.cli import main as cli
+from bot.coach.coach import DECLINE_STEERING, Coach, rewrite_query
 from bot.config import PROJECT_ROOT, Settings, get_settings
-from bot.customer import (
+from bot.roleplay.scenarios import load_scenarios
+from bot.roleplay.scoring import score_transcript
+from bot.roleplay.simulator import (
     OFF_SCRIPT,
     CustomerSimulator,
     line_problem,
     neutralise_template_tokens,
     steering_kind,
 )
-from bot.scenarios import load_scenarios
-from bot.scoring import score_transcript
 
 SUITE = PROJECT_ROOT / "evals" / "suites" / "injection.yaml"
 GOOD = (
@@ -371,7 +371,7 @@ def test_saved_transcripts_are_checked_again_when_scored(scenarios, engine):
 
 def _suite():
     from bot.evals.suites import Checker, load_suite
-    from bot.guidance import load_catalogue
+    from bot.guidance.engine import load_catalogue
 
     catalogue = load_catalogue(PROJECT_ROOT / "knowledge" / "guidance.yaml")
     checker = Checker(

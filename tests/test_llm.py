@@ -8,10 +8,10 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from bot.chat import ChatSession
 from bot.config import Settings
 from bot.inputs import EmptyInputError, clean_user_text
 from bot.llm import local_model, make_chat_model
+from bot.llm.chat import ChatSession
 from bot.llm.local_chat import LocalChatModel, to_llama_messages
 
 

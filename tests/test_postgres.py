@@ -14,7 +14,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot.storage import (
+from bot.store.sessions import (
     SessionStore,
     _engine_url,
     chainlit_conninfo,

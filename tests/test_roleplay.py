@@ -14,18 +14,18 @@ import yaml
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
 
-from bot import cli
+from bot.cli import main as cli
 from bot.config import PROJECT_ROOT
-from bot.customer import (
+from bot.errors import DataValidationError
+from bot.roleplay.scenarios import load_scenario, load_scenarios
+from bot.roleplay.scoring import format_scorecard, score_transcript
+from bot.roleplay.simulator import (
     CustomerSimulator,
     Transcript,
     clean_customer_line,
     line_problem,
     run_script,
 )
-from bot.errors import DataValidationError
-from bot.scenarios import load_scenario, load_scenarios
-from bot.scoring import format_scorecard, score_transcript
 
 SCENARIOS_DIR = PROJECT_ROOT / "prompts" / "scenarios"
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
@@ -423,7 +423,7 @@ class BrokenModel(FakeListChatModel):
 
 
 def test_model_failure_mid_reply_uses_a_fallback_and_the_session_goes_on(scenarios, engine):
-    from bot.customer import CustomerSimulator
+    from bot.roleplay.simulator import CustomerSimulator
 
     broken = BrokenModel(responses=["I am still very upset about all of this."])
     sim = CustomerSimulator(scenarios["damaged-delivery"], broken, engine, seed=1)

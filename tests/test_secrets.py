@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bot import cli
+from bot.cli import main as cli
 from bot.config import get_settings
 
 KEY = "sk-test-" + secrets.token_hex(16)
@@ -150,7 +150,7 @@ def dirs(tmp_path_factory) -> dict[str, Path]:
 def file_secret(dirs) -> str:
     """The secret the app generates into data/.chainlit_auth_secret when none is set."""
     from bot.config import Settings
-    from bot.users import ensure_auth_secret
+    from bot.store.users import ensure_auth_secret
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CHAINLIT_AUTH_SECRET", raising=False)
@@ -238,7 +238,7 @@ def test_doctor_never_shows_the_secrets(env, ingested, file_secret, mode, as_jso
 
 
 def _openai_embeddings(monkeypatch) -> None:
-    from bot.tokens import seed_tiktoken_cache
+    from bot.llm.tokens import seed_tiktoken_cache
 
     seed_tiktoken_cache()  # OpenAIEmbeddings needs the plain cl100k_base, offline
     monkeypatch.setenv("COACHBOT_EMBEDDINGS", "openai")
@@ -356,10 +356,10 @@ def test_app_handlers_never_log_or_show_the_secrets(
 ):
     from chainlit import Action
 
-    from bot import app
     from bot.config import get_settings as settings_now
     from bot.service import Services
-    from bot.storage import SessionStore
+    from bot.store.sessions import SessionStore
+    from bot.web import app
 
     from .test_app import Browser
 

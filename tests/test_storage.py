@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 from typer.testing import CliRunner
 
-from bot import cli, cli_admin
-from bot.coach import Citation, CoachAnswer
-from bot.customer import Hint, MoodState, Transcript, Turn
+from bot.cli import admin as cli_admin
+from bot.cli import main as cli
+from bot.coach.coach import Citation, CoachAnswer
 from bot.errors import CoachbotError, StorageError
-from bot.scoring import CheckResult, Evidence, Scorecard
-from bot.storage import (
+from bot.roleplay.scoring import CheckResult, Evidence, Scorecard
+from bot.roleplay.simulator import Hint, MoodState, Transcript, Turn
+from bot.store.sessions import (
     _CL_TABLES,
     SessionStore,
     _Base,
@@ -397,7 +398,7 @@ def test_a_pending_write_that_can_never_succeed_is_reported_not_dropped(store, c
 
     assert store.save_or_queue(save) is False
     assert len(store.pending) == 1
-    with caplog.at_level(logging.ERROR, logger="bot.storage"):
+    with caplog.at_level(logging.ERROR, logger="bot.store.sessions"):
         assert store.flush_pending() == 0
     [(what, error)] = store.pending.failed
     assert what == "save" and "no saved session" in str(error)

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from bot.embeddings import CoachbotEmbeddingFunction, local_embeddings
-from bot.tokens import count_tokens, get_encoding, seed_tiktoken_cache
+from bot.llm.embeddings import CoachbotEmbeddingFunction, local_embeddings
+from bot.llm.tokens import count_tokens, get_encoding, seed_tiktoken_cache
 
 
 def test_cl100k_counts_offline():
@@ -22,7 +22,7 @@ def test_cl100k_counts_offline():
 
 def test_plain_cl100k_name_works_after_seeding(tmp_path):
     code = (
-        "import tiktoken, bot.tokens as t; t.seed_tiktoken_cache();"
+        "import tiktoken, bot.llm.tokens as t; t.seed_tiktoken_cache();"
         "print(len(tiktoken.get_encoding('cl100k_base').encode('hello world')))"
     )
     env = {"TIKTOKEN_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
@@ -85,7 +85,7 @@ def test_collection_opens_in_a_fresh_process(tmp_path, provider):
     )
     col.add(ids=["a"], documents=["You have every right to feel upset."])
     code = (
-        "import chromadb, bot.embeddings;"
+        "import chromadb, bot.llm.embeddings;"
         f"c = chromadb.PersistentClient(path={str(tmp_path)!r}).get_collection('coachbot-test');"
         "print(c.query(query_texts=['you are right to be upset'], n_results=1)['ids'][0][0])"
     )
@@ -98,7 +98,7 @@ def test_openai_embeddings_count_tokens_offline(tmp_path):
     to download it (and fails offline before any API call). A fresh process, a fresh cache."""
     script = (
         "from bot.config import Settings\n"
-        "from bot.embeddings import make_embeddings\n"
+        "from bot.llm.embeddings import make_embeddings\n"
         "import tiktoken\n"
         "s = Settings(_env_file=None, embeddings='openai', OPENAI_API_KEY='sk-test')\n"
         "make_embeddings(s)\n"

@@ -12,9 +12,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bot import cli, cli_admin
+from bot.cli import admin as cli_admin
+from bot.cli import main as cli
 from bot.errors import CoachbotError, DataValidationError
-from bot.users import AUTH_SECRET_FILE, UserStore, ensure_auth_secret, login_required
+from bot.store.users import AUTH_SECRET_FILE, UserStore, ensure_auth_secret, login_required
 from tests.conftest import make_settings
 
 runner = CliRunner()

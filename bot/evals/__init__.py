@@ -8,7 +8,7 @@
 * :mod:`bot.evals.runner`: runs cases (repeats, workers, progress) → :mod:`bot.evals.results`.
 * :mod:`bot.evals.baseline`: saved per-case results and the comparison (regressions).
 * :mod:`bot.evals.reports`: terminal table, static HTML, JUnit XML and JSON.
-* :mod:`bot.evals.cli`: the thin ``coachbot eval`` adapter.
+* :mod:`bot.cli.evals`: the thin ``coachbot eval`` adapter.
 
 See docs/EVALS.md.
 """

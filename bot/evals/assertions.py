@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from bot.coach import why_claims
+from bot.coach.coach import why_claims
 from bot.evals.results import AssertionResult
 from bot.evals.suites import TEXT_FIELDS
-from bot.guidance import GuidanceEngine, split_sentences
+from bot.guidance.engine import GuidanceEngine, split_sentences
 
 # (rubric, output, context) -> (verdict or None, reason)
 JudgeFn = Callable[[str, str, str], tuple[bool | None, str]]
@@ -323,7 +323,7 @@ def check_flags(a: Any, obs: Observation, ctx: CheckContext) -> Verdict:
 
 
 def check_in_character(a: Any, obs: Observation, ctx: CheckContext) -> Verdict:
-    from bot.customer import line_problem
+    from bot.roleplay.simulator import line_problem
 
     turns = obs.turns
     if not turns:

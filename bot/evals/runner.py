@@ -74,7 +74,7 @@ class Environment:
 
     @property
     def embeddings(self) -> CachedEmbeddings:
-        from bot.embeddings import LOCAL_EMBEDDING_MODEL, local_embeddings
+        from bot.llm.embeddings import LOCAL_EMBEDDING_MODEL, local_embeddings
 
         return self._get(
             "embeddings",
@@ -84,7 +84,7 @@ class Environment:
     @property
     def engine(self) -> Any:
         def build() -> Any:
-            from bot.guidance import GuidanceEngine, load_catalogue
+            from bot.guidance.engine import GuidanceEngine, load_catalogue
 
             catalogue = self._get(
                 "catalogue", lambda: load_catalogue(self.settings.knowledge_dir / "guidance.yaml")
@@ -98,8 +98,8 @@ class Environment:
     @property
     def index(self) -> Any:
         def build() -> Any:
-            from bot.embeddings import make_embeddings
             from bot.knowledge import KnowledgeIndex
+            from bot.llm.embeddings import make_embeddings
 
             if self.settings.embeddings_provider == "local":
                 embeddings: Any = self.embeddings
@@ -118,7 +118,7 @@ class Environment:
 
     @property
     def scenarios(self) -> dict[str, Any]:
-        from bot.scenarios import load_scenarios
+        from bot.roleplay.scenarios import load_scenarios
 
         return self._get(
             "scenarios", lambda: load_scenarios(self.settings.prompts_dir / "scenarios")[0]
@@ -229,7 +229,7 @@ def _coach_output_text(answer: Any) -> str:
 
 
 def run_coach_case(env: Environment, case: CoachCase, repeat: int) -> CaseRun:
-    from bot.coach import Coach
+    from bot.coach.coach import Coach
 
     state = _RunState(env)
     model = state.wrap(env.chat_model("coach"), seed_offset=repeat * SEED_STRIDE)
@@ -325,9 +325,9 @@ def _script_lines(path: Path) -> list[str]:
 def run_customer_case(
     env: Environment, case: CustomerCase, repeat: int, scripts_dir: Path = SCRIPTS_DIR
 ) -> CaseRun:
-    from bot.customer import CustomerSimulator
     from bot.evals.suites import TurnSpec
-    from bot.scoring import score_transcript
+    from bot.roleplay.scoring import score_transcript
+    from bot.roleplay.simulator import CustomerSimulator
 
     scenario = env.scenarios[case.scenario]
     name = scenario.customer.name
@@ -434,7 +434,7 @@ def run_customer_case(
 
 def build_transcript(spec: InlineTranscript, scenario: Any) -> Any:
     """A Transcript from a suite's compact inline form (detections are left to the scorer)."""
-    from bot.customer import MoodState, Transcript, Turn
+    from bot.roleplay.simulator import MoodState, Transcript, Turn
 
     preset = scenario.difficulty[spec.difficulty]
     start_anger = preset.start_anger if spec.start_anger is None else spec.start_anger
@@ -464,8 +464,8 @@ def build_transcript(spec: InlineTranscript, scenario: Any) -> Any:
 def run_scoring_case(env: Environment, case: ScoringCase, repeat: int, suite_dir: Path) -> CaseRun:
     from pydantic import ValidationError
 
-    from bot.customer import Transcript
-    from bot.scoring import format_scorecard, score_transcript
+    from bot.roleplay.scoring import format_scorecard, score_transcript
+    from bot.roleplay.simulator import Transcript
 
     state = _RunState(env)
     if case.transcript is not None:

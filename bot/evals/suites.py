@@ -636,7 +636,7 @@ class Checker:
     def scorecard_keys(self) -> set[str] | None:
         if self.avoid_ids is None:
             return None
-        from bot.scoring import DO_CHECKS
+        from bot.roleplay.scoring import DO_CHECKS
 
         return {c.key for c in DO_CHECKS} | {f"avoided_{b}" for b in self.avoid_ids}
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from bot.tokens import count_tokens, get_encoding
+from bot.llm.tokens import count_tokens, get_encoding
 
 CHUNKER_VERSION = "md-blocks-1"
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")

@@ -30,10 +30,10 @@ from chromadb.config import Settings as ChromaSettings
 from langchain_core.embeddings import Embeddings
 
 from bot.config import Settings
-from bot.embeddings import chroma_embedding_function, embedding_model_name, make_embeddings
 from bot.errors import KnowledgeError
 from bot.knowledge.chunking import CHUNKER_VERSION, chunk_text
 from bot.knowledge.documents import KnowledgeDocument, SkippedFile, load_documents
+from bot.llm.embeddings import chroma_embedding_function, embedding_model_name, make_embeddings
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 # Errors that say the store is busy or forbidden, not broken: moving it aside would not help.

@@ -45,7 +45,7 @@ def _skip_reason() -> str | None:
 
 
 class AppServer(load.AppServer):
-    """The real app (`bot/app.py`) with login on, in its own data directory; can restart.
+    """The real app (`bot/web/app.py`) with login on, in its own data directory; can restart.
 
     Starting, waiting for HTTP and stopping are the load harness's (`bench/load.py`)."""
 
@@ -58,7 +58,7 @@ class AppServer(load.AppServer):
         }
         env.pop("CHAINLIT_AUTH_SECRET", None)  # generated into the data directory
         env.pop("COACHBOT_APP_NO_CONFIGURE", None)  # login and history must be on
-        super().__init__("bot/app.py", env, tmp / "app.log")
+        super().__init__("bot/web/app.py", env, tmp / "app.log")
 
     def start(self, timeout: float = 120) -> None:
         try:
@@ -77,7 +77,7 @@ def server(tmp_path_factory) -> Iterator[AppServer]:
     if reason:
         print(f"\nbrowser test skipped: {reason}")
         pytest.skip(reason)
-    from bot.users import UserStore
+    from bot.store.users import UserStore
 
     tmp = tmp_path_factory.mktemp("e2e")
     UserStore(tmp / "data" / "users.yaml").add(USER, PASSWORD, "trainee")

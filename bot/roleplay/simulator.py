@@ -33,10 +33,10 @@ from pydantic import BaseModel, Field
 
 from bot.config import get_settings
 from bot.errors import describe_failure
-from bot.guidance import Detection, DetectionContext, GuidanceEngine, content_words
+from bot.guidance.engine import Detection, DetectionContext, GuidanceEngine, content_words
 from bot.llm import model_notice as reply_notice
 from bot.prompts import render_prompt
-from bot.scenarios import Difficulty, Scenario
+from bot.roleplay.scenarios import Difficulty, Scenario
 
 # "ended": the trainee stopped before the customer accepted, left or the turn limit came.
 Outcome = Literal["resolved", "customer_left", "turn_limit", "ended"]

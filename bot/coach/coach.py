@@ -28,14 +28,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from bot.customer import neutralise_template_tokens, steering_kind
 from bot.errors import describe_failure
-from bot.guidance import GuidanceEngine, content_words, split_sentences
+from bot.guidance.engine import GuidanceEngine, content_words, split_sentences
 from bot.inputs import clean_user_text
 from bot.knowledge.index import RetrievedChunk
 from bot.llm import model_notice
+from bot.llm.tokens import count_tokens
 from bot.prompts import render_prompt
-from bot.tokens import count_tokens
+from bot.roleplay.simulator import neutralise_template_tokens, steering_kind
 
 MAX_QUESTION_TOKENS = 200  # a question longer than this is cut, with a notice
 
@@ -84,7 +84,7 @@ DECLINE = (
     "team lead."
 )
 # Asking the coach to change or show its instructions, or to pass a note to a grader: declined
-# by code before any model call (see bot.customer.STEERING_PATTERNS).
+# by code before any model call (see bot.roleplay.simulator.STEERING_PATTERNS).
 DECLINE_STEERING = (
     "I can't do that: I don't change or share how I work, and there is no grader to talk to "
     "here. I suggest what to say to an upset customer, from the guidance articles: tell me what "
@@ -677,7 +677,7 @@ class Coach:
         """The do-behaviour that answers the question's moment (decided by code). ``avoid_id``
         is the question's trigger when the caller has already looked ("" for none); None looks
         it up."""
-        from bot.customer import INSTEAD
+        from bot.roleplay.simulator import INSTEAD
 
         if avoid_id is None:
             _, avoid_id, _ = self._avoid_for(question)

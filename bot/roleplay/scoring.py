@@ -2,7 +2,7 @@
 
 Deterministic: it reads the transcript's guidance detections (recomputed if missing), so the
 same transcript always gets the same score. Lines addressed to the grader (or trying to steer
-the model: see ``bot.customer.STEERING_PATTERNS``) earn nothing, though a trigger in them counts.
+the model: see ``bot.roleplay.simulator.STEERING_PATTERNS``) earn nothing, though a trigger in them counts.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bot.customer import INSTEAD, OFF_SCRIPT, Transcript
-from bot.guidance import DetectionContext, GuidanceEngine
+from bot.guidance.engine import DetectionContext, GuidanceEngine
+from bot.roleplay.simulator import INSTEAD, OFF_SCRIPT, Transcript
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli_admin import sessions_app, users_app
+from bot.cli.admin import sessions_app, users_app
+from bot.cli.evals import eval_command
 from bot.config import get_settings
 from bot.errors import CoachbotError, describe_failure
-from bot.evals.cli import eval_command
 
 app = typer.Typer(
     name="coachbot",
@@ -180,7 +180,7 @@ def check(
     as_json: JsonFlag = False,
 ) -> None:
     """Which pieces of the articles' advice TEXT follows or breaks, with the cited passages."""
-    from bot.guidance import DetectionContext, cited_source, default_engine
+    from bot.guidance.engine import DetectionContext, cited_source, default_engine
     from bot.inputs import clean_user_text
 
     def run() -> None:
@@ -224,7 +224,7 @@ def check(
 
 
 def _scenarios() -> dict[str, Any]:
-    from bot.scenarios import load_scenarios
+    from bot.roleplay.scenarios import load_scenarios
 
     settings = get_settings()
     scenarios, problems = load_scenarios(settings.prompts_dir / "scenarios")
@@ -305,11 +305,11 @@ def roleplay(
 
     Interactive commands: /hint for a hint, /end to finish and see the debrief.
     """
-    from bot.customer import CustomerSimulator, run_script
-    from bot.guidance import default_engine
+    from bot.guidance.engine import default_engine
     from bot.inputs import EmptyInputError, clean_user_text
     from bot.llm import make_chat_model
-    from bot.scoring import format_scorecard, score_transcript
+    from bot.roleplay.scoring import format_scorecard, score_transcript
+    from bot.roleplay.simulator import CustomerSimulator, run_script
 
     def setup() -> tuple[Any, list[str] | None]:
         found = _scenarios()
@@ -425,9 +425,9 @@ def score(
     """The debrief scorecard for a saved role-play transcript."""
     from pydantic import ValidationError
 
-    from bot.customer import Transcript
-    from bot.guidance import default_engine
-    from bot.scoring import format_scorecard, score_transcript
+    from bot.guidance.engine import default_engine
+    from bot.roleplay.scoring import format_scorecard, score_transcript
+    from bot.roleplay.simulator import Transcript
 
     def run() -> None:
         try:
@@ -456,8 +456,8 @@ def ask(
     as_json: JsonFlag = False,
 ) -> None:
     """Ask the coach what to say right now: Say / Why / Avoid, with cited passages."""
-    from bot.coach import Coach
-    from bot.guidance import default_engine
+    from bot.coach.coach import Coach
+    from bot.guidance.engine import default_engine
     from bot.knowledge import KnowledgeIndex
     from bot.llm import make_chat_model
 
@@ -504,7 +504,7 @@ def ask(
 @app.command()
 def doctor(as_json: JsonFlag = False) -> None:
     """Check the model, llama.cpp, embeddings, tiktoken, the index and the API; say how to fix."""
-    from bot.doctor import run_checks
+    from bot.cli.doctor import run_checks
 
     def run() -> None:
         settings = get_settings()
@@ -530,9 +530,9 @@ def doctor(as_json: JsonFlag = False) -> None:
 @app.command()
 def chat() -> None:
     """Chat with the configured model in the terminal (/reset clears, /quit or Ctrl-D ends)."""
-    from bot.chat import ChatSession
     from bot.inputs import EmptyInputError
     from bot.llm import describe_llm, make_chat_model
+    from bot.llm.chat import ChatSession
 
     settings = get_settings()
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from bot.datafiles import field_path, read_yaml
 from bot.errors import DataValidationError
-from bot.guidance import GuidanceEngine
+from bot.guidance.engine import GuidanceEngine
 
 
 class LabelledLine(BaseModel):

@@ -13,11 +13,11 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bot.coach import Citation, CoachAnswer
-from bot.customer import Hint, Transcript
-from bot.mood_chart import TEMPLATES
-from bot.scoring import Scorecard
-from bot.storage import SessionRecord
+from bot.coach.coach import Citation, CoachAnswer
+from bot.roleplay.scoring import Scorecard
+from bot.roleplay.simulator import Hint, Transcript
+from bot.store.sessions import SessionRecord
+from bot.web.mood_chart import TEMPLATES
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~])")
 

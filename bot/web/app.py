@@ -27,13 +27,13 @@ from typing import Any, TypeVar
 import chainlit as cl
 from chainlit.input_widget import Select
 
-from bot.coach import CoachAnswer, CoachEvent
+from bot.coach.coach import CoachAnswer, CoachEvent
 from bot.config import get_settings
 from bot.errors import CoachbotError
 from bot.inputs import EmptyInputError
-from bot.mood_chart import mood_badge, mood_curve_svg
 from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
-from bot.views import (
+from bot.web.mood_chart import mood_badge, mood_curve_svg
+from bot.web.views import (
     coach_answer_markdown,
     hint_markdown,
     scorecard_markdown,
@@ -90,15 +90,19 @@ def use_services(replacement: Services | None) -> None:
 
 def _configure() -> None:
     """Login (when the users file has users) and the data layer for history and feedback."""
-    from bot.storage import chainlit_conninfo, create_chainlit_tables, register_sqlite_adapters
-    from bot.users import UserStore, ensure_auth_secret, login_required
+    from bot.store.sessions import (
+        chainlit_conninfo,
+        create_chainlit_tables,
+        register_sqlite_adapters,
+    )
+    from bot.store.users import UserStore, ensure_auth_secret, login_required
 
     settings = get_settings()
     try:
         register_sqlite_adapters()
         create_chainlit_tables(settings.database)
 
-        from bot.file_storage import LocalStorageClient, add_file_route
+        from bot.store.files import LocalStorageClient, add_file_route
 
         files = LocalStorageClient(settings.data_dir / "files")
         add_file_route(files)

@@ -510,7 +510,7 @@ class GuidanceEngine:
 
 @lru_cache(maxsize=4)
 def _cached_engine(path: str, semantic: bool, cache_dir: str) -> GuidanceEngine:
-    from bot.embeddings import local_embeddings
+    from bot.llm.embeddings import local_embeddings
 
     return GuidanceEngine(
         load_catalogue(Path(path)),

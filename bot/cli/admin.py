@@ -1,6 +1,6 @@
-"""`coachbot users ...` and `coachbot sessions ...`: thin commands over bot.users and bot.storage.
+"""`coachbot users ...` and `coachbot sessions ...`: thin commands over bot.store.users and bot.store.sessions.
 
-Registered on the main app in bot/cli.py. bot/cli.py imports this module at its top, so the
+Registered on the main app in bot/cli/main.py. bot/cli/main.py imports this module at its top, so the
 shared helpers (``_guard``, ``_fail``, ``console``) are taken from it when a command runs, not
 at import time.
 """
@@ -17,7 +17,7 @@ from rich.table import Table
 from bot.config import get_settings
 from bot.errors import CoachbotError
 
-# Same option as bot.cli.JsonFlag (defined again here: bot.cli imports this module first).
+# Same option as bot.cli.main.JsonFlag (defined again here: bot.cli.main imports this module first).
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 users_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -25,7 +25,7 @@ sessions_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 def _cli() -> ModuleType:
-    from bot import cli
+    from bot.cli import main as cli
 
     return cli
 
@@ -38,7 +38,7 @@ def _json(data: Any) -> None:
 
 
 def _user_store() -> Any:
-    from bot.users import UserStore
+    from bot.store.users import UserStore
 
     return UserStore.from_settings(get_settings())
 
@@ -66,7 +66,7 @@ def users_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Add a login user (the password is stored as a bcrypt hash)."""
-    from bot.users import ROLES
+    from bot.store.users import ROLES
 
     cli = _cli()
     if role not in ROLES:
@@ -147,7 +147,7 @@ def users_remove(
 
 
 def _session_store() -> Any:
-    from bot.storage import SessionStore
+    from bot.store.sessions import SessionStore
 
     return SessionStore.from_settings(get_settings())
 
@@ -211,7 +211,7 @@ def sessions_list(
 
 
 def _print_practice(record: Any) -> None:
-    from bot.scoring import format_scorecard
+    from bot.roleplay.scoring import format_scorecard
 
     console = _cli().console
     transcript = record.transcript()

@@ -112,7 +112,7 @@ def check_llama(settings: Settings) -> Check:
 
 
 def check_embeddings(settings: Settings) -> Check:
-    from bot.embeddings import embedding_model_name, make_embeddings
+    from bot.llm.embeddings import embedding_model_name, make_embeddings
 
     model = embedding_model_name(settings)
     try:
@@ -132,7 +132,7 @@ def check_embeddings(settings: Settings) -> Check:
 
 
 def check_tiktoken(settings: Settings) -> Check:
-    from bot.tokens import count_tokens
+    from bot.llm.tokens import count_tokens
 
     n = count_tokens("Let's solve this together.")
     return Check("tiktoken", "ok", f"cl100k_base works offline ({n} tokens in a test sentence)")

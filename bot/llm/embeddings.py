@@ -134,7 +134,7 @@ def make_embeddings(settings: Settings) -> Embeddings:
     if settings.embeddings_provider == "openai":
         from langchain_openai import OpenAIEmbeddings
 
-        from bot.tokens import seed_tiktoken_cache
+        from bot.llm.tokens import seed_tiktoken_cache
 
         seed_tiktoken_cache()  # it counts tokens with cl100k_base, which would be downloaded
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None

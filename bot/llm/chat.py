@@ -10,8 +10,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from bot.inputs import CleanInput, clean_user_text
 from bot.llm import model_notice
+from bot.llm.tokens import count_tokens
 from bot.prompts import render_prompt
-from bot.tokens import count_tokens
 
 
 def model_token_counter(model: BaseChatModel) -> Callable[[str], int]:

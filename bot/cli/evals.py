@@ -1,4 +1,4 @@
-"""``coachbot eval``: a thin adapter over :mod:`bot.evals` (registered in bot/cli.py).
+"""``coachbot eval``: a thin adapter over :mod:`bot.evals` (registered in bot/cli/main.py).
 
 Exit codes: 0 no regression (without ``--baseline``: every case passed); 1 a regression against
 the baseline (without one: a failing case); 2 the eval could not run (bad suite, filter,
@@ -133,8 +133,8 @@ def _run(
     from bot.evals.results import exit_code_for
     from bot.evals.runner import SCRIPTS_DIR, RunOptions, run_evals
     from bot.evals.suites import Checker, load_suites, parse_filter, resolve_suites
-    from bot.guidance import load_catalogue
-    from bot.scenarios import load_scenarios
+    from bot.guidance.engine import load_catalogue
+    from bot.roleplay.scenarios import load_scenarios
 
     settings = get_settings()
     catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
