@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from bot.coach.coach import Coach, rewrite_query
+from bot.coach.answer_text import rewrite_query
+from bot.coach.coach import Coach
 from bot.config import PROJECT_ROOT, get_settings
 from bot.guidance.engine import default_engine
 from bot.knowledge import KnowledgeIndex

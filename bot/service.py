@@ -20,15 +20,19 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from bot.coach.coach import Coach, CoachAnswer, CoachEvent
+from bot.coach.coach import Coach
+from bot.coach.models import CoachAnswer, CoachEvent
 from bot.config import Settings
 from bot.errors import CoachbotError, StorageError
 from bot.guidance.engine import GuidanceEngine
 from bot.inputs import clean_user_text
+from bot.llm.chat import ChatSession
 from bot.llm.tokens import count_tokens
+from bot.prompts import PromptLibrary
+from bot.roleplay.models import Hint, Turn
 from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
 from bot.roleplay.scoring import Scorecard, score_transcript
-from bot.roleplay.simulator import CustomerSimulator, Hint, Turn
+from bot.roleplay.simulator import CustomerSimulator
 
 MAX_LINE_TOKENS = 200  # a trainee line longer than this is cut, with a notice
 MODEL_FAILED = (
@@ -81,13 +85,21 @@ class Services:
                 self._customer_model = make_chat_model(self.settings, temperature=0.8)
             return self._customer_model
 
+    @cached_property
+    def prompts(self) -> PromptLibrary:
+        """Every prompt and fixed message, from ``settings.prompts_dir``."""
+        return PromptLibrary(self.settings.prompts_dir)
+
     @property
     def guidance(self) -> GuidanceEngine:
         with self._lock:
             if self._guidance is None:
                 from bot.guidance.engine import default_engine
 
-                self._guidance = default_engine(self.settings.knowledge_dir / "guidance.yaml")
+                self._guidance = default_engine(
+                    self.settings.knowledge_dir / "guidance.yaml",
+                    cache_dir=self.settings.cache_dir,
+                )
                 self._guidance.warm_up()
             return self._guidance
 
@@ -121,8 +133,41 @@ class Services:
             )
         return found
 
-    def coach(self) -> Coach:
-        return Coach(self.model, self.index, self.guidance)
+    def coach(self, model: BaseChatModel | None = None, **options: Any) -> Coach:
+        """A coach over the shared index and guidance (``model`` replaces the configured one)."""
+        return Coach(
+            model or self.model, self.index, self.guidance, prompts=self.prompts, **options
+        )
+
+    def chat_session(self) -> ChatSession:
+        """A plain chat with the configured model (``coachbot chat``)."""
+        return ChatSession(
+            model=self.model,
+            system_prompt=self.prompts.render("chat_system.md"),
+            context_tokens=self.settings.local_context,
+        )
+
+    def customer(
+        self,
+        scenario_id: str,
+        difficulty: str = "medium",
+        seed: int = 0,
+        model: BaseChatModel | None = None,
+    ) -> CustomerSimulator:
+        """A simulated customer for one scenario (``model`` replaces the configured one)."""
+        if scenario_id not in self.scenarios:
+            known = ", ".join(sorted(self.scenarios))
+            raise CoachbotError(f"unknown scenario {scenario_id!r}", hint=f"choose one of {known}")
+        if difficulty not in DIFFICULTIES:
+            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
+        return CustomerSimulator(
+            self.scenarios[scenario_id],
+            model or self.customer_model,
+            self.guidance,
+            difficulty,  # type: ignore[arg-type]
+            seed,
+            prompts=self.prompts,
+        )
 
     def warm_up(self) -> None:
         """Build everything now (the app calls this at start so the first reply is fast)."""
@@ -176,20 +221,9 @@ class PracticeRun:
         role: str | None = None,
         thread_id: str | None = None,
     ) -> None:
-        if scenario_id not in services.scenarios:
-            known = ", ".join(sorted(services.scenarios))
-            raise CoachbotError(f"unknown scenario {scenario_id!r}", hint=f"choose one of {known}")
-        if difficulty not in DIFFICULTIES:
-            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
         self.services = services
-        self.scenario = services.scenarios[scenario_id]
-        self.simulator = CustomerSimulator(
-            self.scenario,
-            services.customer_model,
-            services.guidance,
-            difficulty,  # type: ignore[arg-type]
-            seed,
-        )
+        self.simulator = services.customer(scenario_id, difficulty, seed)
+        self.scenario = self.simulator.scenario
         self.scorecard: Scorecard | None = None
         self.save = _Saver(services)
         self._notices: list[str] = []

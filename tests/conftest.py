@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from bot.config import PROJECT_ROOT, Settings
+from bot.prompts import PromptLibrary
 
 SEEDS_DIR = PROJECT_ROOT.parent / "shared" / "seeds"
 ARTICLES_DIR = PROJECT_ROOT / "knowledge" / "articles"
+
+PROMPTS = PromptLibrary(PROJECT_ROOT / "prompts")  # the shipped prompts
 
 # Keep tests independent of a developer's .env and OpenAI variables.
 for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "COACHBOT_LLM", "COACHBOT_EMBEDDINGS"):
@@ -46,7 +49,8 @@ def engine():
     """The guidance engine over the shipped catalogue (shared by a test module)."""
     from bot.guidance.engine import default_engine
 
-    return default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
+    cache = Settings(_env_file=None).cache_dir
+    return default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml", cache_dir=cache)
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +63,18 @@ def index(tmp_path_factory):
     built = KnowledgeIndex(make_settings(tmp))
     built.ingest()
     return built
+
+
+def line_problem(text: str, beat: str, name: str, engine=None, topic: str = "") -> str | None:
+    """Why a customer line is unusable, checked as the simulator checks it (shipped prompts;
+    with ``engine``, also the catalogue's agent-only behaviours)."""
+    from bot.roleplay.lines import CUSTOMER_PROMPTS, LineChecker
+    from bot.safety import PromptEcho
+
+    checker = LineChecker(
+        name=name,
+        engine=engine,
+        echo=PromptEcho(PROMPTS.source(t) for t in CUSTOMER_PROMPTS),
+        agent_only=frozenset(engine.catalogue.customer_rules.agent_only) if engine else frozenset(),
+    )
+    return checker.problem(text, beat, topic)

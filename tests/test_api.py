@@ -23,7 +23,7 @@ from bot.errors import ModelUnavailableError
 from bot.llm import make_chat_model, model_notice
 from bot.llm.api import ApiChatModel, FallbackChatModel
 
-from .conftest import ARTICLES_DIR, make_settings
+from .conftest import ARTICLES_DIR, PROMPTS, make_settings
 from .openai_stub import REPLY, serve
 
 KEY = "sk-test-SECRET-0123456789abcdef"
@@ -228,9 +228,9 @@ def test_the_coach_names_the_api_failure_in_its_notice(tmp_path, index, engine):
     from bot.coach.coach import Coach
 
     with serve([401]) as stub:
-        answer = Coach(make_chat_model(api_settings(tmp_path, stub.url)), index, engine).ask(
-            QUESTION
-        )
+        answer = Coach(
+            make_chat_model(api_settings(tmp_path, stub.url)), index, engine, prompts=PROMPTS
+        ).ask(QUESTION)
     assert "say_replaced_from_catalogue" in answer.flags and answer.say and answer.grounded
     assert answer.notices == [
         "The model did not answer — the API rejected the key with HTTP 401 (check "
@@ -244,7 +244,7 @@ def test_the_coach_says_when_the_embedded_model_answered(tmp_path, index, engine
 
     with serve([429]) as stub:
         settings = api_settings(tmp_path, stub.url, fallback="local", openai_max_retries=0)
-        answer = Coach(make_chat_model(settings), index, engine).ask(QUESTION)
+        answer = Coach(make_chat_model(settings), index, engine, prompts=PROMPTS).ask(QUESTION)
     assert answer.say.startswith("You have every right") and "model_error" not in answer.flags
     assert any("so the embedded model answered instead" in n for n in answer.notices)
 

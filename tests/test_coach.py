@@ -10,8 +10,10 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
 
 from bot.cli import main as cli
-from bot.coach.coach import Coach, enforce_citations, parse_answer, rewrite_query
+from bot.coach.answer_text import enforce_citations, parse_answer, rewrite_query
+from bot.coach.coach import Coach
 from bot.knowledge import KnowledgeIndex
+from tests.conftest import PROMPTS
 
 
 class CountingModel(FakeListChatModel):
@@ -25,7 +27,7 @@ class CountingModel(FakeListChatModel):
 
 
 def coach_with(responses, index, engine):
-    return Coach(CountingModel(responses=responses), index, engine)
+    return Coach(CountingModel(responses=responses), index, engine, prompts=PROMPTS)
 
 
 GOOD = (
@@ -72,7 +74,7 @@ def test_a_reason_the_passages_do_not_support_is_replaced_by_a_quote(index, engi
 
 
 def test_why_claims_split_at_citations():
-    from bot.coach.coach import why_claims
+    from bot.coach.answer_text import why_claims
 
     assert why_claims(
         "Validating helps her feel heard [1], and open questions let her talk [2]."
@@ -127,7 +129,7 @@ def test_own_policy_document_makes_a_company_question_answerable(tmp_path, engin
     )
     idx = KnowledgeIndex(make_settings(tmp_path))
     idx.ingest()
-    coach = Coach(CountingModel(responses=[GOOD]), idx, engine)
+    coach = Coach(CountingModel(responses=[GOOD]), idx, engine, prompts=PROMPTS)
     assert not coach.out_of_scope_reason("What's our refund window?", idx.search("refund window"))
 
 
@@ -191,7 +193,7 @@ def test_real_model_answer_is_grounded(index, engine):
     from bot.config import Settings
     from bot.llm import make_chat_model
 
-    coach = Coach(make_chat_model(Settings(_env_file=None)), index, engine)
+    coach = Coach(make_chat_model(Settings(_env_file=None)), index, engine, prompts=PROMPTS)
     answer = coach.ask("The customer says this is the third time she's called, what do I say?")
     assert answer.say and not [d for d in engine.detect(answer.say) if d.kind == "avoid"]
     assert all(1 <= c.number <= len(answer.citations) for c in answer.citations)
@@ -275,7 +277,9 @@ def test_bad_say_line_stops_the_stream_before_the_why(index, engine):
         "Why: A long explanation the model would spend seconds writing on a CPU, " * 3 + "[1]."
     )
     model = StreamTally(responses=[bad, 'Say: "You have every right to be upset."'], streamed=[])
-    answer = Coach(model, index, engine).ask("He is shouting at me, what do I say?")
+    answer = Coach(model, index, engine, prompts=PROMPTS).ask(
+        "He is shouting at me, what do I say?"
+    )
     first_say = len('Say: "Please calm down so I can help you."\n')
     assert model.streamed[0] <= first_say + 5  # stopped right after the Say line
     assert "say_stopped_early" in answer.flags
@@ -302,7 +306,7 @@ def test_a_good_say_line_is_judged_once(index, engine, monkeypatch):
 
 
 def test_say_line_complete():
-    from bot.coach.coach import say_line_complete
+    from bot.coach.answer_text import say_line_complete
 
     assert not say_line_complete('Say: "You have')
     assert not say_line_complete("Say:")
@@ -319,7 +323,7 @@ class DeadModel(FakeListChatModel):
 
 
 def test_model_failure_still_gives_a_grounded_catalogue_answer(index, engine):
-    answer = Coach(DeadModel(responses=[GOOD]), index, engine).ask(
+    answer = Coach(DeadModel(responses=[GOOD]), index, engine, prompts=PROMPTS).ask(
         "She's shouting that her parcel is late again, what do I say?"
     )
     assert answer.model_error and "timed out" in answer.model_error
@@ -330,7 +334,7 @@ def test_model_failure_still_gives_a_grounded_catalogue_answer(index, engine):
 
 
 def test_coach_lines_are_generic_and_trigger_free(engine):
-    from bot.coach.coach import _is_generic
+    from bot.coach.answer_text import is_generic as _is_generic
 
     lines = [(b.id, line) for b in engine.catalogue.behaviours for line in b.coach_lines]
     assert len(lines) >= 20
@@ -381,7 +385,11 @@ def test_context_sentences_come_from_different_passages(index, engine):
     second = RetrievedChunk(
         "Ask open questions so the customer can tell you what happened.", 0.5, {"title": "B"}
     )
+    from bot.coach.context import select_context
+
     coach = coach_with([GOOD], index, engine)
-    citations, context = coach._select_context("A customer is shouting at me", [first, second])
+    citations, context = select_context(
+        coach.embed, "A customer is shouting at me", [first, second], coach.max_context_sentences
+    )
     assert [c["number"] for c in context] == [1, 2]
     assert [c.metadata["title"] for c in citations] == ["A", "B"]

@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 from typer.testing import CliRunner
 
 from bot.cli import main as cli
-from bot.coach.coach import Citation, CoachAnswer
+from bot.coach.models import Citation, CoachAnswer
 from bot.config import PROJECT_ROOT, Settings, get_settings
 from bot.errors import DataValidationError
 from bot.evals.assertions import CheckContext, Observation, evaluate
@@ -50,9 +50,9 @@ from bot.evals.suites import (
     resolve_suites,
 )
 from bot.guidance.engine import load_catalogue
+from bot.roleplay.models import MoodState, StateChange, Transcript, Turn
 from bot.roleplay.scenarios import load_scenarios
 from bot.roleplay.scoring import score_transcript
-from bot.roleplay.simulator import MoodState, StateChange, Transcript, Turn
 
 SUITES_DIR = PROJECT_ROOT / "evals" / "suites"
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
@@ -75,9 +75,8 @@ def scenarios():
 @pytest.fixture(scope="module")
 def checker():
     catalogue = load_catalogue(PROJECT_ROOT / "knowledge" / "guidance.yaml")
-    return Checker(
-        catalogue.ids,
-        [b.id for b in catalogue.behaviours if b.kind == "avoid"],
+    return Checker.for_catalogue(
+        catalogue,
         load_scenarios(PROJECT_ROOT / "prompts" / "scenarios")[0],
         SCRIPTS_DIR,
     )

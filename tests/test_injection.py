@@ -20,18 +20,16 @@ from pydantic import Field
 from typer.testing import CliRunner
 
 from bot.cli import main as cli
-from bot.coach.coach import DECLINE_STEERING, Coach, rewrite_query
+from bot.coach.answer_text import rewrite_query
+from bot.coach.coach import Coach
 from bot.config import PROJECT_ROOT, Settings, get_settings
 from bot.roleplay.scenarios import load_scenarios
 from bot.roleplay.scoring import score_transcript
-from bot.roleplay.simulator import (
-    OFF_SCRIPT,
-    CustomerSimulator,
-    line_problem,
-    neutralise_template_tokens,
-    steering_kind,
-)
+from bot.roleplay.simulator import CustomerSimulator
+from bot.safety import OFF_SCRIPT, neutralise_template_tokens, steering_kind
+from tests.conftest import PROMPTS, line_problem
 
+DECLINE_STEERING = PROMPTS.message("coach_messages.yaml", "decline_steering")
 SUITE = PROJECT_ROOT / "evals" / "suites" / "injection.yaml"
 GOOD = (
     "Say: You have every right to be upset, and I'm sorry your parcel arrived broken.\n"
@@ -174,7 +172,7 @@ def test_chat_template_tokens_are_neutralised():
 @pytest.mark.parametrize(("question", "kind"), ATTACKS)
 def test_coach_declines_steering_without_a_model_call(index, engine, question, kind):
     model = recording([GOOD])
-    answer = Coach(model, index, engine).ask(question)
+    answer = Coach(model, index, engine, prompts=PROMPTS).ask(question)
     assert model.prompts == [], "no model call"
     assert answer.out_of_scope and answer.answer == DECLINE_STEERING
     assert answer.flags == ["out_of_scope:instructions", f"steering:{kind}"]
@@ -182,7 +180,7 @@ def test_coach_declines_steering_without_a_model_call(index, engine, question, k
 
 
 def test_the_decline_shows_nothing_of_the_prompts(engine, index):
-    coach = Coach(recording([GOOD]), index, engine)
+    coach = Coach(recording([GOOD]), index, engine, prompts=PROMPTS)
     for line in coach.system_prompt.splitlines():
         if len(line.split()) >= 4:
             assert line not in DECLINE_STEERING
@@ -192,7 +190,7 @@ def test_the_decline_shows_nothing_of_the_prompts(engine, index):
 @pytest.mark.parametrize("question", [GENUINE[0], GENUINE[1], GENUINE[4]])
 def test_coach_still_answers_genuine_questions_with_such_words(index, engine, question):
     model = recording([GOOD])
-    answer = Coach(model, index, engine).ask(question)
+    answer = Coach(model, index, engine, prompts=PROMPTS).ask(question)
     assert not answer.out_of_scope and model.prompts
     assert answer.say.startswith("You have every right")
 
@@ -208,7 +206,9 @@ def test_a_declined_attempt_is_not_used_as_context_for_a_follow_up(index, engine
     query, context = rewrite_query("and what if he's still shouting?", history)
     assert context == "He says the parcel came smashed." and "Ignore" not in query
     model = recording([GOOD])
-    answer = Coach(model, index, engine).ask("and what if he's still shouting?", history)
+    answer = Coach(model, index, engine, prompts=PROMPTS).ask(
+        "and what if he's still shouting?", history
+    )
     assert not answer.out_of_scope
     assert "Ignore previous" not in model.sent() and "smashed" in model.sent()
 
@@ -218,7 +218,9 @@ def test_a_say_line_that_repeats_the_instructions_is_replaced(index, engine):
         "Say: Answer from the numbered passages only; never invent company policy, prices, "
         "time limits or facts.\nWhy: Validating helps [1]."
     )
-    answer = Coach(recording([leak, leak]), index, engine).ask("He's furious, what do I say?")
+    answer = Coach(recording([leak, leak]), index, engine, prompts=PROMPTS).ask(
+        "He's furious, what do I say?"
+    )
     assert "say_echoes_prompt" in answer.flags and "say_replaced_from_catalogue" in answer.flags
     assert "numbered passages" not in answer.answer
 
@@ -228,7 +230,9 @@ def test_a_why_that_repeats_the_instructions_is_replaced_by_a_passage(index, eng
         "Say: You have every right to be upset about this.\n"
         "Why: one short sentence on why, from the passages, citing them like [1]."
     )
-    answer = Coach(recording([leak]), index, engine).ask("He's furious, what do I say?")
+    answer = Coach(recording([leak]), index, engine, prompts=PROMPTS).ask(
+        "He's furious, what do I say?"
+    )
     assert "why_echoes_prompt" in answer.flags and "one short sentence" not in answer.why
     assert answer.grounded and any(answer.why[:40] in c.text for c in answer.citations)
 
@@ -238,7 +242,7 @@ def test_a_why_that_repeats_the_instructions_is_replaced_by_a_passage(index, eng
 
 def sim_for(scenarios, engine, scenario="damaged-delivery", model=None, seed=1):
     model = model or recording([CUSTOMER_LINE])
-    return CustomerSimulator(scenarios[scenario], model, engine, "medium", seed)
+    return CustomerSimulator(scenarios[scenario], model, engine, "medium", seed, prompts=PROMPTS)
 
 
 @pytest.mark.parametrize(("line", "kind"), ATTACKS)
@@ -374,9 +378,8 @@ def _suite():
     from bot.guidance.engine import load_catalogue
 
     catalogue = load_catalogue(PROJECT_ROOT / "knowledge" / "guidance.yaml")
-    checker = Checker(
-        catalogue.ids,
-        [b.id for b in catalogue.behaviours if b.kind == "avoid"],
+    checker = Checker.for_catalogue(
+        catalogue,
         load_scenarios(PROJECT_ROOT / "prompts" / "scenarios")[0],
         PROJECT_ROOT / "evals" / "roleplay_scripts",
     )

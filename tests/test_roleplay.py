@@ -17,15 +17,12 @@ from typer.testing import CliRunner
 from bot.cli import main as cli
 from bot.config import PROJECT_ROOT
 from bot.errors import DataValidationError
+from bot.roleplay.lines import clean_customer_line
+from bot.roleplay.models import Transcript
 from bot.roleplay.scenarios import load_scenario, load_scenarios
 from bot.roleplay.scoring import format_scorecard, score_transcript
-from bot.roleplay.simulator import (
-    CustomerSimulator,
-    Transcript,
-    clean_customer_line,
-    line_problem,
-    run_script,
-)
+from bot.roleplay.simulator import CustomerSimulator, run_script
+from tests.conftest import PROMPTS, line_problem
 
 SCENARIOS_DIR = PROJECT_ROOT / "prompts" / "scenarios"
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
@@ -50,7 +47,7 @@ def sim_for(
     scenarios, engine, scenario_id="damaged-delivery", difficulty="medium", seed=1, model=None
 ):
     return CustomerSimulator(
-        scenarios[scenario_id], model or fake_model(), engine, difficulty, seed
+        scenarios[scenario_id], model or fake_model(), engine, difficulty, seed, prompts=PROMPTS
     )
 
 
@@ -386,7 +383,9 @@ def test_full_session_on_the_real_model(scenarios, engine):
     from bot.llm import make_chat_model
 
     model = make_chat_model(Settings(_env_file=None), temperature=0.8)
-    sim = CustomerSimulator(scenarios["damaged-delivery"], model, engine, "medium", seed=5)
+    sim = CustomerSimulator(
+        scenarios["damaged-delivery"], model, engine, "medium", seed=5, prompts=PROMPTS
+    )
     lines = (SCRIPTS_DIR / "damaged-delivery" / "empathetic.txt").read_text().splitlines()
     transcript = run_script(sim, lines)
     assert transcript.outcome == "resolved"
@@ -426,7 +425,7 @@ def test_model_failure_mid_reply_uses_a_fallback_and_the_session_goes_on(scenari
     from bot.roleplay.simulator import CustomerSimulator
 
     broken = BrokenModel(responses=["I am still very upset about all of this."])
-    sim = CustomerSimulator(scenarios["damaged-delivery"], broken, engine, seed=1)
+    sim = CustomerSimulator(scenarios["damaged-delivery"], broken, engine, seed=1, prompts=PROMPTS)
     turn = sim.respond("I'm so sorry your parcel arrived smashed, that must be upsetting.")
     assert turn.fallback_used and turn.customer
     assert turn.model_error and "model server went away" in turn.model_error

@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 from bot.cli import admin as cli_admin
 from bot.cli import main as cli
-from bot.coach.coach import Citation, CoachAnswer
+from bot.coach.models import Citation, CoachAnswer
 from bot.errors import CoachbotError, StorageError
+from bot.roleplay.models import Hint, MoodState, Transcript, Turn
 from bot.roleplay.scoring import CheckResult, Evidence, Scorecard
-from bot.roleplay.simulator import Hint, MoodState, Transcript, Turn
 from bot.store.sessions import (
     _CL_TABLES,
     SessionStore,

@@ -139,12 +139,7 @@ def _run(
     settings = get_settings()
     catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
     scenarios, _ = load_scenarios(settings.prompts_dir / "scenarios")
-    checker = Checker(
-        behaviour_ids=catalogue.ids,
-        avoid_ids=[b.id for b in catalogue.behaviours if b.kind == "avoid"],
-        scenario_ids=scenarios,
-        scripts_dir=SCRIPTS_DIR,
-    )
+    checker = Checker.for_catalogue(catalogue, scenarios, SCRIPTS_DIR)
     suites = load_suites(resolve_suites(names, PROJECT_ROOT / "evals" / "suites"), checker)
     if filter_ is not None:
         keep = parse_filter(filter_)

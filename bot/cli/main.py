@@ -22,6 +22,7 @@ from bot.cli.admin import sessions_app, users_app
 from bot.cli.evals import eval_command
 from bot.config import get_settings
 from bot.errors import CoachbotError, describe_failure
+from bot.prompts import PromptLibrary
 
 app = typer.Typer(
     name="coachbot",
@@ -333,7 +334,8 @@ def roleplay(
             model = make_chat_model(settings, temperature=0.8)
             engine = default_engine(settings.knowledge_dir / "guidance.yaml")
             engine.warm_up()
-        sim = CustomerSimulator(found[scenario], model, engine, difficulty, seed)  # type: ignore[arg-type]
+        prompts = PromptLibrary(settings.prompts_dir)
+        sim = CustomerSimulator(found[scenario], model, engine, difficulty, seed, prompts=prompts)  # type: ignore[arg-type]
         return sim, lines
 
     sim, lines = _guard(setup, as_json)
@@ -426,8 +428,8 @@ def score(
     from pydantic import ValidationError
 
     from bot.guidance.engine import default_engine
+    from bot.roleplay.models import Transcript
     from bot.roleplay.scoring import format_scorecard, score_transcript
-    from bot.roleplay.simulator import Transcript
 
     def run() -> None:
         try:
@@ -465,7 +467,13 @@ def ask(
         settings = get_settings()
         engine = default_engine(settings.knowledge_dir / "guidance.yaml")
         engine.warm_up()
-        coach = Coach(make_chat_model(settings), KnowledgeIndex(settings), engine, k=k)
+        coach = Coach(
+            make_chat_model(settings),
+            KnowledgeIndex(settings),
+            engine,
+            k=k,
+            prompts=PromptLibrary(settings.prompts_dir),
+        )
         final = None
         for event in coach.stream(question):
             if event.type == "citations" and not as_json and event.citations:
@@ -541,7 +549,8 @@ def chat() -> None:
             model = make_chat_model(settings)
             if hasattr(model, "engine"):
                 _ = model.engine  # load now, not on the first message
-        return ChatSession(model=model, context_tokens=settings.local_context)
+        system = PromptLibrary(settings.prompts_dir).render("chat_system.md")
+        return ChatSession(model=model, system_prompt=system, context_tokens=settings.local_context)
 
     session = _guard(start)
     console.print(

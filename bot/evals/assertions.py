@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from bot.coach.coach import why_claims
+from bot.coach.answer_text import why_claims
 from bot.evals.results import AssertionResult
 from bot.evals.suites import TEXT_FIELDS
 from bot.guidance.engine import GuidanceEngine, split_sentences
+from bot.prompts import PromptLibrary
 
 # (rubric, output, context) -> (verdict or None, reason)
 JudgeFn = Callable[[str, str, str], tuple[bool | None, str]]
@@ -52,6 +53,7 @@ class Observation:
 class CheckContext:
     engine: GuidanceEngine
     judge: JudgeFn | None = None
+    prompts: PromptLibrary | None = None  # the customer prompts, for the echo check
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -323,7 +325,7 @@ def check_flags(a: Any, obs: Observation, ctx: CheckContext) -> Verdict:
 
 
 def check_in_character(a: Any, obs: Observation, ctx: CheckContext) -> Verdict:
-    from bot.roleplay.simulator import line_problem
+    from bot.roleplay.lines import LineChecker, customer_line_checker
 
     turns = obs.turns
     if not turns:
@@ -331,11 +333,16 @@ def check_in_character(a: Any, obs: Observation, ctx: CheckContext) -> Verdict:
     problems: list[str] = []
     fallbacks = 0
     said: set[str] = set()
+    checker = (
+        customer_line_checker(obs.customer_name, ctx.engine, ctx.prompts)
+        if ctx.prompts is not None
+        else LineChecker(obs.customer_name, ctx.engine)
+    )
     for turn in turns:
         if turn.fallback_used:
             fallbacks += 1  # a trainer-written line: the model failed the checks three times
         else:
-            problem = line_problem(turn.customer, turn.beat, obs.customer_name, ctx.engine)
+            problem = checker.problem(turn.customer, turn.beat)
             if problem is not None:
                 problems.append(f"turn {turn.index} {problem}: “{_short(turn.customer, 90)}”")
         if turn.customer.strip().lower() == turn.trainee.strip().lower():

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.config import Settings
 from bot.evals.results import JudgeInfo
-from bot.prompts import render_prompt
+from bot.prompts import PromptLibrary
 
 JUDGE_PROMPT = "eval_judge.md"
 JUDGE_PARAMS = {"temperature": 0.0, "max_tokens": 80, "seed": 0}
@@ -44,12 +44,13 @@ class JudgeSettings(BaseSettings):
 class Judge:
     model: BaseChatModel
     info: JudgeInfo
+    prompts: PromptLibrary
 
     def grade(
         self, rubric: str, output: str, context: str = "", model: BaseChatModel | None = None
     ) -> tuple[bool | None, str]:
         """(verdict, reason); verdict None when the judge's reply holds no PASS / FAIL."""
-        prompt = render_prompt(JUDGE_PROMPT, rubric=rubric, output=output, context=context)
+        prompt = self.prompts.render(JUDGE_PROMPT, rubric=rubric, output=output, context=context)
         reply = (model or self.model).invoke([HumanMessage(prompt)], stop=["\n\n"], **JUDGE_PARAMS)
         return parse_verdict(str(reply.content))
 
@@ -107,6 +108,7 @@ def make_judge(settings: Settings, subject_description: str) -> Judge:
             JudgeInfo(
                 description=description, configured=True, same_as_subject=same, warning=warning
             ),
+            PromptLibrary(settings.prompts_dir),
         )
     local = settings.model_copy(update={"llm": "local"})
     model = llm.make_chat_model(local, **JUDGE_PARAMS)
@@ -121,4 +123,5 @@ def make_judge(settings: Settings, subject_description: str) -> Judge:
     return Judge(
         model,
         JudgeInfo(description=description, configured=False, same_as_subject=same, warning=warning),
+        PromptLibrary(settings.prompts_dir),
     )

@@ -26,6 +26,7 @@ from bot.evals.cache import CachedEmbeddings, CachingChatModel, ResponseCache, m
 from bot.evals.judge import Judge, make_judge
 from bot.evals.results import AssertionResult, CaseResult, CaseRun, RunReport, exit_code_for
 from bot.evals.suites import CoachCase, CustomerCase, InlineTranscript, ScoringCase, Suite
+from bot.prompts import PromptLibrary
 
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
 SEED_STRIDE = 1000  # a coach repeat shifts every sampling seed by this much
@@ -71,6 +72,10 @@ class Environment:
             if name not in self._built:
                 self._built[name] = build()
             return self._built[name]
+
+    @property
+    def prompts(self) -> PromptLibrary:
+        return self._get("prompts", lambda: PromptLibrary(self.settings.prompts_dir))
 
     @property
     def embeddings(self) -> CachedEmbeddings:
@@ -233,12 +238,16 @@ def run_coach_case(env: Environment, case: CoachCase, repeat: int) -> CaseRun:
 
     state = _RunState(env)
     model = state.wrap(env.chat_model("coach"), seed_offset=repeat * SEED_STRIDE)
-    coach = Coach(model, env.index, env.engine)
+    coach = Coach(model, env.index, env.engine, prompts=env.prompts)
     history = [m.model_dump() for m in case.history]
     started = time.perf_counter()
     answer = coach.ask(case.question, history or None)
     seconds = time.perf_counter() - started + state.replayed()
-    ctx = CheckContext(env.engine, state.judge_fn() if _needs_judge(case.assertions) else None)
+    ctx = CheckContext(
+        env.engine,
+        state.judge_fn() if _needs_judge(case.assertions) else None,
+        prompts=env.prompts,
+    )
     obs = Observation(
         scope="coach",
         texts={
@@ -334,13 +343,13 @@ def run_customer_case(
     state = _RunState(env)
     model = state.wrap(env.chat_model("customer"))
     seed = case.seed + repeat
-    sim = CustomerSimulator(scenario, model, env.engine, case.difficulty, seed)
+    sim = CustomerSimulator(scenario, model, env.engine, case.difficulty, seed, prompts=env.prompts)
     if case.script:
         specs = [TurnSpec(say=line) for line in _script_lines(scripts_dir / f"{case.script}.txt")]
     else:
         specs = case.turn_specs()
     judge_needed = _needs_judge(case.assertions) or any(_needs_judge(s.assertions) for s in specs)
-    ctx = CheckContext(env.engine, state.judge_fn() if judge_needed else None)
+    ctx = CheckContext(env.engine, state.judge_fn() if judge_needed else None, prompts=env.prompts)
     persona = f"{name}, an upset customer: {scenario.summary}"
     results: list[AssertionResult] = []
     errors: list[str] = []
@@ -434,7 +443,7 @@ def run_customer_case(
 
 def build_transcript(spec: InlineTranscript, scenario: Any) -> Any:
     """A Transcript from a suite's compact inline form (detections are left to the scorer)."""
-    from bot.roleplay.simulator import MoodState, Transcript, Turn
+    from bot.roleplay.models import MoodState, Transcript, Turn
 
     preset = scenario.difficulty[spec.difficulty]
     start_anger = preset.start_anger if spec.start_anger is None else spec.start_anger
@@ -464,8 +473,8 @@ def build_transcript(spec: InlineTranscript, scenario: Any) -> Any:
 def run_scoring_case(env: Environment, case: ScoringCase, repeat: int, suite_dir: Path) -> CaseRun:
     from pydantic import ValidationError
 
+    from bot.roleplay.models import Transcript
     from bot.roleplay.scoring import format_scorecard, score_transcript
-    from bot.roleplay.simulator import Transcript
 
     state = _RunState(env)
     if case.transcript is not None:
@@ -479,7 +488,11 @@ def run_scoring_case(env: Environment, case: ScoringCase, repeat: int, suite_dir
     started = time.perf_counter()
     card = score_transcript(transcript, env.engine)
     seconds = time.perf_counter() - started
-    ctx = CheckContext(env.engine, state.judge_fn() if _needs_judge(case.assertions) else None)
+    ctx = CheckContext(
+        env.engine,
+        state.judge_fn() if _needs_judge(case.assertions) else None,
+        prompts=env.prompts,
+    )
     text = format_scorecard(card)
     obs = Observation(
         scope="scoring",

@@ -627,7 +627,9 @@ class Checker:
         avoid_ids: Iterable[str] | None = None,
         scenario_ids: Iterable[str] | None = None,
         scripts_dir: Path | None = None,
+        do_check_keys: Iterable[str] = (),
     ) -> None:
+        self.do_check_keys = set(do_check_keys)
         self.behaviour_ids = set(behaviour_ids) if behaviour_ids is not None else None
         self.avoid_ids = set(avoid_ids) if avoid_ids is not None else None
         self.scenario_ids = set(scenario_ids) if scenario_ids is not None else None
@@ -636,9 +638,20 @@ class Checker:
     def scorecard_keys(self) -> set[str] | None:
         if self.avoid_ids is None:
             return None
-        from bot.roleplay.scoring import DO_CHECKS
+        return self.do_check_keys | {f"avoided_{b}" for b in self.avoid_ids}
 
-        return {c.key for c in DO_CHECKS} | {f"avoided_{b}" for b in self.avoid_ids}
+    @classmethod
+    def for_catalogue(
+        cls, catalogue: Any, scenario_ids: Iterable[str] | None, scripts_dir: Path | None
+    ) -> Checker:
+        """A checker against a guidance catalogue's behaviours and scorecard checks."""
+        return cls(
+            catalogue.ids,
+            [b.id for b in catalogue.of_kind("avoid")],
+            scenario_ids,
+            scripts_dir,
+            do_check_keys=[c.key for c in catalogue.scorecard.do_checks],
+        )
 
     def assertion(self, path: Path, where: str, assertion: Any, scope: str) -> None:
         _scope_check(path, where, assertion, scope)

@@ -29,84 +29,10 @@ from typing import Any, Literal
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.datafiles import load_yaml_model
+from bot.guidance.catalogue import Behaviour, GuidanceCatalogue, Kind, load_catalogue
 
-Kind = Literal["do", "avoid"]
 CLASSIFIER_VERSION = "softmax-1"
-
-
-class SourceRef(BaseModel):
-    """The article passage a behaviour comes from."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    origin: str = Field(min_length=1)
-    quote: str = Field(min_length=10)
-
-
-class Behaviour(BaseModel):
-    """One behaviour of the catalogue."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    kind: Kind
-    name: str = Field(min_length=1)
-    description: str = Field(min_length=1)
-    why: str = Field(min_length=1)
-    examples: list[str] = Field(min_length=3)
-    # Generic lines for any situation (do-behaviours): the coach starts from these.
-    coach_lines: list[str] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list)
-    source: SourceRef
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        for index, pattern in enumerate(patterns):
-            try:
-                re.compile(pattern, re.IGNORECASE)
-            except re.error as exc:
-                raise ValueError(
-                    f"pattern {index} {pattern!r} is not a valid regex: {exc}"
-                ) from exc
-        return patterns
-
-
-class GuidanceCatalogue(BaseModel):
-    """The whole catalogue file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: int = 1
-    behaviours: list[Behaviour] = Field(min_length=1)
-    neutral_examples: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> GuidanceCatalogue:
-        seen: set[str] = set()
-        for behaviour in self.behaviours:
-            if behaviour.id in seen:
-                raise ValueError(f"duplicate behaviour id {behaviour.id!r}")
-            seen.add(behaviour.id)
-        return self
-
-    def get(self, behaviour_id: str) -> Behaviour:
-        for behaviour in self.behaviours:
-            if behaviour.id == behaviour_id:
-                return behaviour
-        raise KeyError(behaviour_id)
-
-    @property
-    def ids(self) -> list[str]:
-        return [b.id for b in self.behaviours]
-
-
-def load_catalogue(path: Path) -> GuidanceCatalogue:
-    """Load and validate a catalogue; errors name the file and the field."""
-    return load_yaml_model(path, GuidanceCatalogue, "catalogue fields with 'behaviours'")
 
 
 # --------------------------------------------------------------------------- detection
@@ -504,37 +430,28 @@ class GuidanceEngine:
                 found.setdefault(key, value)
         return sorted(found.values(), key=lambda d: (-d.confidence, d.start))
 
-    def source_of(self, behaviour_id: str) -> SourceRef:
-        return self._by_id[behaviour_id].source
-
 
 @lru_cache(maxsize=4)
-def _cached_engine(path: str, semantic: bool, cache_dir: str) -> GuidanceEngine:
+def _cached_engine(path: str, semantic: bool, cache_dir: str | None) -> GuidanceEngine:
     from bot.llm.embeddings import local_embeddings
 
     return GuidanceEngine(
         load_catalogue(Path(path)),
         local_embeddings() if semantic else None,
-        cache_dir=Path(cache_dir),
+        cache_dir=Path(cache_dir) if cache_dir else None,
     )
 
 
-def default_engine(path: Path | None = None, semantic: bool = True) -> GuidanceEngine:
-    """The process-wide engine over ``knowledge/guidance.yaml`` with the local embeddings.
+def default_engine(
+    path: Path, semantic: bool = True, cache_dir: Path | None = None
+) -> GuidanceEngine:
+    """The process-wide engine over the catalogue at ``path`` with the local embeddings
+    (classifier vectors cached under ``cache_dir`` when given).
 
     The semantic classifier always uses the embedded MiniLM (fast, offline, and what the
     thresholds were tuned on), whatever embedding provider the knowledge index uses.
     """
-    from bot.config import get_settings
-
-    settings = get_settings()
-    catalogue = path or settings.knowledge_dir / "guidance.yaml"
-    return _cached_engine(str(catalogue.resolve()), semantic, str(settings.cache_dir))
-
-
-def detect(text: str, context: DetectionContext | None = None) -> list[Detection]:
-    """Detect behaviours with the default engine."""
-    return default_engine().detect(text, context)
+    return _cached_engine(str(path.resolve()), semantic, str(cache_dir) if cache_dir else None)
 
 
 def cited_source(behaviour: Behaviour, knowledge_dir: Path) -> dict[str, Any]:

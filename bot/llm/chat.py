@@ -11,7 +11,6 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from bot.inputs import CleanInput, clean_user_text
 from bot.llm import model_notice
 from bot.llm.tokens import count_tokens
-from bot.prompts import render_prompt
 
 
 def model_token_counter(model: BaseChatModel) -> Callable[[str], int]:
@@ -26,7 +25,7 @@ class ChatSession:
     """History plus a budget: the oldest turns are dropped first when the prompt grows too long."""
 
     model: BaseChatModel
-    system_prompt: str = field(default_factory=lambda: render_prompt("chat_system.md"))
+    system_prompt: str
     context_tokens: int = 4096
     reply_tokens: int = 256
     max_input_tokens: int = 1024

@@ -2,47 +2,22 @@
 
 Deterministic: it reads the transcript's guidance detections (recomputed if missing), so the
 same transcript always gets the same score. Lines addressed to the grader (or trying to steer
-the model: see ``bot.roleplay.simulator.STEERING_PATTERNS``) earn nothing, though a trigger in them counts.
+the model: see ``bot.safety.STEERING_PATTERNS``) earn nothing, though a trigger in them
+counts. The checks and weights are the catalogue's ``scorecard`` (knowledge/guidance.yaml).
 """
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from bot.guidance.catalogue import GuidanceCatalogue
 from bot.guidance.engine import DetectionContext, GuidanceEngine
-from bot.roleplay.simulator import INSTEAD, OFF_SCRIPT, Transcript
-
-
-@dataclass(frozen=True)
-class DoCheck:
-    key: str
-    label: str
-    behaviours: tuple[str, ...]
-    points: int
-
-
-# Weighting: listening 35, solving together 25, avoiding triggers 30, outcome 10.
-DO_CHECKS: tuple[DoCheck, ...] = (
-    DoCheck("listened", "Listened and reflected back", ("reflect_back", "listen_actively"), 10),
-    DoCheck("validated", "Validated their feelings", ("validate_feelings",), 10),
-    DoCheck("open_questions", "Asked open questions", ("open_question",), 10),
-    DoCheck("apologised", "Apologised specifically", ("specific_apology",), 5),
-    DoCheck("asked_fair", "Asked what a fair solution would be", ("ask_fair_solution",), 10),
-    DoCheck("proposed", "Proposed a concrete, fair solution", ("propose_fair_solution",), 10),
-    DoCheck(
-        "together",
-        "Worked together and followed up",
-        ("collaborative_language", "follow_up", "invite_perspective"),
-        5,
-    ),
-)
-AVOID_POINTS = 3  # for each of the ten avoid-behaviours not used
-OUTCOME_POINTS = {"resolved": 10, "calmer": 5, "other": 0}
+from bot.roleplay.models import Transcript
+from bot.safety import OFF_SCRIPT
 
 
 class Evidence(BaseModel):
@@ -98,13 +73,10 @@ def _detections(transcript: Transcript, engine: GuidanceEngine) -> list[list[dic
     return out
 
 
-def score_transcript(
-    transcript: Transcript, engine: GuidanceEngine, seed: int | None = None
-) -> Scorecard:
-    """The scorecard for a finished (or unfinished) role-play transcript."""
-    catalogue = engine.catalogue
-    per_turn = _detections(transcript, engine)
-    ignored = [t.index for t in transcript.turns if t.off_script or OFF_SCRIPT.search(t.trainee)]
+def _seen_behaviours(
+    transcript: Transcript, per_turn: list[list[dict[str, Any]]], ignored: list[int]
+) -> dict[str, list[Evidence]]:
+    """Each behaviour seen in the trainee's lines, with the quotes that show it."""
     seen: dict[str, list[Evidence]] = {}
     for turn, detections in zip(transcript.turns, per_turn, strict=True):
         if turn.index in ignored:
@@ -117,9 +89,12 @@ def score_transcript(
             seen.setdefault(d["behaviour_id"], []).append(
                 Evidence(turn=turn.index, quote=d["evidence"], line=turn.trainee)
             )
+    return seen
 
-    items: list[CheckResult] = []
-    for check in DO_CHECKS:
+
+def _do_items(catalogue: GuidanceCatalogue, seen: dict[str, list[Evidence]]) -> list[CheckResult]:
+    items = []
+    for check in catalogue.scorecard.do_checks:
         evidence = [e for b in check.behaviours for e in seen.get(b, [])]
         source = catalogue.get(check.behaviours[0]).source
         items.append(
@@ -136,9 +111,15 @@ def score_transcript(
                 note="" if evidence else "not seen in the conversation",
             )
         )
-    for behaviour in catalogue.behaviours:
-        if behaviour.kind != "avoid":
-            continue
+    return items
+
+
+def _avoid_items(
+    catalogue: GuidanceCatalogue, seen: dict[str, list[Evidence]]
+) -> list[CheckResult]:
+    each = catalogue.scorecard.avoid_points_each
+    items = []
+    for behaviour in catalogue.of_kind("avoid"):
         evidence = seen.get(behaviour.id, [])
         items.append(
             CheckResult(
@@ -146,28 +127,46 @@ def score_transcript(
                 label=f"Avoided {behaviour.name}",
                 kind="avoid",
                 passed=not evidence,
-                points=0 if evidence else AVOID_POINTS,
-                max_points=AVOID_POINTS,
+                points=0 if evidence else each,
+                max_points=each,
                 evidence=evidence[:3],
                 source_origin=behaviour.source.origin,
                 source_quote=behaviour.source.quote,
                 note=f"used {len(evidence)} time(s)" if evidence else "",
             )
         )
+    return items
 
-    mood = [transcript.start_state.anger] + [t.state.anger for t in transcript.turns]
+
+def _outcome(transcript: Transcript, mood: list[int], points: dict[str, int]) -> tuple[int, str]:
     if transcript.outcome == "resolved":
-        outcome_points, outcome_key = OUTCOME_POINTS["resolved"], "resolved"
-    elif transcript.turns and mood[-1] < mood[0]:
-        outcome_points, outcome_key = OUTCOME_POINTS["calmer"], "calmer"
-    else:
-        outcome_points, outcome_key = 0, "other"
-    weighting = {
-        "listening": sum(c.points for c in DO_CHECKS[:4]),
-        "solving together": sum(c.points for c in DO_CHECKS[4:]),
-        "avoiding triggers": AVOID_POINTS * sum(1 for i in items if i.kind == "avoid"),
-        "outcome": OUTCOME_POINTS["resolved"],
-    }
+        return points.get("resolved", 0), "resolved"
+    if transcript.turns and mood[-1] < mood[0]:
+        return points.get("calmer", 0), "calmer"
+    return 0, "other"
+
+
+def _weighting(catalogue: GuidanceCatalogue, items: list[CheckResult]) -> dict[str, int]:
+    """Points per group of checks, in the catalogue's order, then triggers and outcome."""
+    weighting: dict[str, int] = {}
+    for check in catalogue.scorecard.do_checks:
+        weighting[check.group] = weighting.get(check.group, 0) + check.points
+    weighting["avoiding triggers"] = sum(i.max_points for i in items if i.kind == "avoid")
+    weighting["outcome"] = max(catalogue.scorecard.outcome_points.values(), default=0)
+    return weighting
+
+
+def score_transcript(
+    transcript: Transcript, engine: GuidanceEngine, seed: int | None = None
+) -> Scorecard:
+    """The scorecard for a finished (or unfinished) role-play transcript."""
+    catalogue = engine.catalogue
+    per_turn = _detections(transcript, engine)
+    ignored = [t.index for t in transcript.turns if t.off_script or OFF_SCRIPT.search(t.trainee)]
+    seen = _seen_behaviours(transcript, per_turn, ignored)
+    items = _do_items(catalogue, seen) + _avoid_items(catalogue, seen)
+    mood = [transcript.start_state.anger] + [t.state.anger for t in transcript.turns]
+    outcome_points, outcome_key = _outcome(transcript, mood, catalogue.scorecard.outcome_points)
     score = sum(i.points for i in items) + outcome_points
     rewrites = _rewrites(transcript, per_turn, ignored, engine, seed)
     passed = sum(1 for i in items if i.passed)
@@ -179,7 +178,7 @@ def score_transcript(
         summary += f" {len(transcript.hints)} hint(s) used."
     return Scorecard(
         score=max(0, min(100, score)),
-        weighting=weighting,
+        weighting=_weighting(catalogue, items),
         items=items,
         rewrites=rewrites,
         mood=mood,
@@ -213,10 +212,12 @@ def _rewrites(
         if len(rewrites) >= 3 or weight > 0:
             break
         if avoid:
-            target = INSTEAD[avoid[0]["behaviour_id"]]
+            target = engine.catalogue.customer_rules.instead[avoid[0]["behaviour_id"]]
             because = f"“{avoid[0]['evidence']}” is {avoid[0]['name'].lower()}"
         else:
-            target = "reflect_back" if turn.index <= 2 else "ask_fair_solution"
+            card = engine.catalogue.scorecard
+            early = turn.index <= card.rewrite_early_turns
+            target = card.rewrite_early if early else card.rewrite_late
             because = "this line did nothing to help them feel heard"
         behaviour = engine.catalogue.get(target)
         options = [e for e in behaviour.examples if e not in used_examples and len(e) < 120]

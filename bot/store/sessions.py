@@ -63,10 +63,10 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from bot.errors import CoachbotError, StorageError
 
 if TYPE_CHECKING:
-    from bot.coach.coach import CoachAnswer
+    from bot.coach.models import CoachAnswer
     from bot.config import Settings
+    from bot.roleplay.models import Transcript
     from bot.roleplay.scoring import Scorecard
-    from bot.roleplay.simulator import Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,7 +198,7 @@ class SessionRecord(SessionSummary):
 
     def transcript(self) -> Transcript | None:
         """The practice transcript, or None for a coach session (or one not saved yet)."""
-        from bot.roleplay.simulator import Transcript
+        from bot.roleplay.models import Transcript
 
         data = self.payload.get("transcript")
         return Transcript.model_validate(data) if data else None
@@ -211,7 +211,7 @@ class SessionRecord(SessionSummary):
 
     def exchanges(self) -> list[CoachAnswer]:
         """The coach's answers, oldest first (empty for a practice session)."""
-        from bot.coach.coach import CoachAnswer
+        from bot.coach.models import CoachAnswer
 
         return [CoachAnswer.model_validate(e) for e in self.payload.get("exchanges", [])]
 

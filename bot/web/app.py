@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import chainlit as cl
 from chainlit.input_widget import Select
 
-from bot.coach.coach import CoachAnswer, CoachEvent
+from bot.coach.models import CoachAnswer, CoachEvent
 from bot.config import get_settings
 from bot.errors import CoachbotError
 from bot.inputs import EmptyInputError

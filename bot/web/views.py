@@ -13,9 +13,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bot.coach.coach import Citation, CoachAnswer
+from bot.coach.models import Citation, CoachAnswer
+from bot.roleplay.models import Hint, Transcript
 from bot.roleplay.scoring import Scorecard
-from bot.roleplay.simulator import Hint, Transcript
 from bot.store.sessions import SessionRecord
 from bot.web.mood_chart import TEMPLATES
 

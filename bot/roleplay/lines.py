@@ -1,0 +1,149 @@
+"""Checks on the customer's generated lines: a line is shown only if it sounds like this
+customer saying this beat (no labels, narration, instruction echo, agent voice)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.guidance.engine import GuidanceEngine, content_words
+from bot.prompts import PromptLibrary
+from bot.safety import OFF_SCRIPT, PromptEcho
+
+_NAME_PREFIX = re.compile(r"^\s*(?:\*\*)?([A-Z][\w.'-]*(?: [A-Z][\w.'-]*)?)(?:\*\*)?\s*:\s*")
+_SPEAKERS = {"customer", "agent", "trainee", "assistant", "user", "caller", "representative"}
+_AGENT_VOICE = re.compile(
+    r"\b(how (can|may) i (help|assist)|is there anything else|thank you for (contacting|calling)|"
+    r"i apologi[sz]e|we apologi[sz]e|sorry for any inconvenience|let me (help|assist|check)|"
+    r"i understand your (frustration|concern)|as an ai|language model|i'?m an? (ai|assistant|"
+    r"agent|representative)|(dear|valued) customer|i can'?t help you|i'?m sorry,? (but )?i can'?t|"
+    r"please (provide|hold)|our (team|policy|records)|we (will|can) (send|refund|replace|arrange)|"
+    r"i'?ll (send|arrange|process|escalate) (you|that|this|a)|"
+    r"sorry,? (but )?i (can'?t|cannot) (do|help with|assist with) (that|this))\b",
+    re.I,
+)
+_ECHO = re.compile(
+    r"(\b(anger|trust|patience)\b\s*[:(]?\s*\d|/10\b|\bsimulation\b|\btraining\b|\bthe trainee\b|"
+    r"\bthe agent\b|\bline of dialogue\b|\bbeat\b|\binstruction|\bnext line\b|\bcustomer service "
+    r"training\b)",
+    re.I,
+)
+# What the model was told about the task, said back ("my instructions", "stay in character"),
+# or the transcript's labels used as a name ("I need to clarify, Agent.").
+_META = re.compile(
+    r",\s*agent\b|\b(system prompt|my (instructions|prompt|programming|persona)|stage directions?|"
+    r"name label|i was (told|instructed|programmed|prompted|asked) to (write|play|be|act|say|"
+    r"pretend)|(stay|staying|stays|break|breaking|in|out of) character|persona|role-?play|"
+    r"hidden issue|(my|this|the) scenario)\b",
+    re.I,
+)
+_NARRATION = re.compile(r"[*\[\]()]|^\s*(she|he|they)\s+\w+s\b", re.I)
+_ACCEPT_MARK = re.compile(
+    r"\b(ok(ay)?|fine|works?|deal|alright|all right|sounds (good|fair|ok|okay|right)|yes|"
+    r"happy with|i('| a)ll take|that would|that'?ll|i accept|go ahead|fair enough|that'?s fair)\b",
+    re.I,
+)
+_LEAVE_MARK = re.compile(
+    r"\b(forget it|done|goodbye|bye|leaving|cancel\w*|elsewhere|hang(ing)? up|i'?m out|"
+    r"never again|complain\w*|waste|enough|(ending|end) (this|the) (call|conversation)|"
+    r"writing to|regulator|solicitor|lawyer|trading standards|ombudsman|that'?s it|"
+    r"taking (this|it|my business)|won'?t be (ordering|using|coming|back|shopping)|"
+    r"find (a|another|someone)|switch\w*|review)\b",
+    re.I,
+)
+
+
+def clean_customer_line(raw: str, name: str) -> str:
+    """Strip a speaker label, surrounding quotes and anything after a second speaker's turn."""
+    text = raw.strip()
+    prefix = _NAME_PREFIX.match(text)
+    if prefix and prefix.group(1).strip().lower() in _SPEAKERS | {name.lower()}:
+        text = text[prefix.end() :]
+    # Stop where the model starts writing the agent's turn.
+    text = re.split(r"\n\s*(?:agent|trainee|you|assistant)\s*:", text, flags=re.I)[0]
+    text = text.strip().strip('"“”').strip()
+    return re.sub(r"\s+", " ", text)
+
+
+@dataclass(frozen=True)
+class LineChecker:
+    """Why a generated customer line is unusable, or None if it is fine.
+
+    ``agent_only`` are the catalogue's behaviours a customer never shows (its
+    ``customer_rules.agent_only``); ``echo`` recognises the prompts' own instructions.
+    """
+
+    name: str
+    engine: GuidanceEngine | None = None
+    echo: PromptEcho | None = None
+    agent_only: frozenset[str] = frozenset()
+
+    def problem(self, text: str, beat: str, topic: str = "") -> str | None:
+        """``topic`` is what the beat is about (the gripe, or the hidden issue): a gripe must
+        touch it, and a reveal must say it."""
+        return (
+            self._form_problem(text)
+            or self._voice_problem(text, beat)
+            or self._beat_problem(text, beat)
+            or self._topic_problem(text, beat, topic)
+        )
+
+    def _form_problem(self, text: str) -> str | None:
+        if len(text.split()) < 4:
+            return "too short"
+        if len(text) > 400:
+            return "too long"
+        if _ECHO.search(text) or _META.search(text) or (self.echo and self.echo.echoes(text)):
+            return "echoes the instructions"
+        if _NARRATION.search(text) or re.match(rf"^\s*{re.escape(self.name)}\s+\w+s\b", text):
+            return "narration or stage directions"
+        return None
+
+    def _voice_problem(self, text: str, beat: str) -> str | None:
+        if _AGENT_VOICE.search(text):
+            return "speaks like an agent or assistant"
+        if OFF_SCRIPT.search(text):
+            return "echoes the instructions"  # the trainee's steering, said back
+        label = _NAME_PREFIX.match(text)
+        if label and label.group(1).strip().lower() in _SPEAKERS | {self.name.lower()}:
+            return "speaker label"
+        if re.search(rf"\b{re.escape(self.name)}\b", text):
+            return "talks about themselves by name"
+        if self.engine is not None and beat not in {"accept", "soften"}:
+            agentish = {d.behaviour_id for d in self.engine.detect(text)} & self.agent_only
+            if agentish:
+                return f"speaks like an agent ({', '.join(sorted(agentish))})"
+        return None
+
+    @staticmethod
+    def _beat_problem(text: str, beat: str) -> str | None:
+        if beat == "accept" and not _ACCEPT_MARK.search(text):
+            return "does not clearly accept"
+        if beat == "leave" and not _LEAVE_MARK.search(text):
+            return "does not clearly leave"
+        return None
+
+    @staticmethod
+    def _topic_problem(text: str, beat: str, topic: str) -> str | None:
+        if not topic:
+            return None
+        shared = content_words(text) & content_words(topic)
+        if beat == "reveal" and len(shared & content_words(topic.split("||")[0])) < 2:
+            return "does not say the real issue"
+        if beat == "gripe" and not shared:
+            return "does not voice the complaint"
+        return None
+
+
+CUSTOMER_PROMPTS = ("customer_system.md", "customer_turn.md", "customer_beats.yaml")
+
+
+def customer_line_checker(name: str, engine: GuidanceEngine, prompts: PromptLibrary) -> LineChecker:
+    """The checker for one customer's lines: the catalogue's agent-only behaviours, and the
+    customer prompts' own instructions as echo material."""
+    return LineChecker(
+        name=name,
+        engine=engine,
+        echo=PromptEcho(prompts.source(t) for t in CUSTOMER_PROMPTS),
+        agent_only=frozenset(engine.catalogue.customer_rules.agent_only),
+    )

@@ -1,0 +1,58 @@
+"""The independently written labelled sets: the test splits are frozen, every label is known."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import yaml
+
+from bot.config import PROJECT_ROOT
+from bot.guidance.catalogue import load_catalogue
+
+DATA = PROJECT_ROOT / "evals" / "data"
+FROZEN = {
+    "guidance/test.yaml": "5143a322302423324cef6d6598633167f14349fdb5d347cd8a28702c8a933caf",
+    "coach/test.yaml": "0a57510d4c021d3e4f24837d091dee84c8b7c6b8a7d8f2c5204cd7b3d472506b",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FROZEN))
+def test_frozen_test_split_is_unchanged(name: str) -> None:
+    digest = hashlib.sha256((DATA / name).read_bytes()).hexdigest()
+    assert digest == FROZEN[name], f"{name} is frozen: report label problems, don't edit it"
+
+
+@pytest.mark.parametrize("split", ["train", "dev", "test"])
+def test_guidance_labels_are_catalogue_behaviours(split: str) -> None:
+    ids = set(load_catalogue(PROJECT_ROOT / "knowledge" / "guidance.yaml").ids)
+    items = yaml.safe_load((DATA / "guidance" / f"{split}.yaml").read_text(encoding="utf-8"))
+    unknown = {b for item in items for b in item["expect"]} - ids
+    assert not unknown
+    assert all(item["text"].strip() for item in items)
+
+
+@pytest.mark.parametrize("split", ["train", "dev", "test"])
+def test_coach_answer_quotes_are_verbatim(split: str) -> None:
+    articles = PROJECT_ROOT / "knowledge" / "articles"
+    by_origin = {}
+    for path in articles.glob("*.md"):
+        text = path.read_text(encoding="utf-8")
+        origin = next(line.split(":", 1)[1].strip().strip('"') for line in text.splitlines()
+                      if line.startswith("origin:"))
+        by_origin[origin] = " ".join(text.split())
+    items = yaml.safe_load((DATA / "coach" / f"{split}.yaml").read_text(encoding="utf-8"))
+    for item in items:
+        for quote in item.get("answer_quotes", []):
+            assert " ".join(quote.split()) in by_origin[item["article"]], (item["id"], quote)
+
+
+def test_splits_do_not_overlap() -> None:
+    def keys(split: str) -> set[str]:
+        items = yaml.safe_load((DATA / "guidance" / f"{split}.yaml").read_text(encoding="utf-8"))
+        return {f"{i['text']}|{i.get('context', '')}" for i in items}
+
+    train, dev, test = keys("train"), keys("dev"), keys("test")
+    assert not (train & test) and not (dev & test) and not (train & dev)
+
+
