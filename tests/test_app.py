@@ -442,3 +442,16 @@ def test_a_store_that_cannot_be_opened_keeps_the_saves_until_it_can(services, mo
     run.ask("And if that doesn't work?")
     assert run.save.take_notices() == []
     assert len(store.get_session(run.session_id).exchanges()) == 2
+
+
+# --------------------------------------------------------------------------- views
+
+
+def test_views_name_articles_from_the_knowledge_dir_they_are_given(shared, tmp_path):
+    from bot.knowledge.documents import documents_by_origin
+    from bot.web.views import source_name
+
+    settings, _index, _engine = shared
+    origin, doc = next(iter(documents_by_origin(settings.knowledge_dir).items()))
+    assert source_name(origin, settings.knowledge_dir) == f"Source: {doc.meta.title}"
+    assert source_name(origin, tmp_path / "elsewhere") == f"Source ({origin})"

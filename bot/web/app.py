@@ -413,7 +413,8 @@ async def on_hint(action: cl.Action) -> None:
         await cl.Message(content="There is no practice session running.").send()
         return
     hint = await _in_thread(run.hint)
-    await cl.Message(content=hint_markdown(hint), author="coachbot").send()
+    knowledge_dir = services().settings.knowledge_dir
+    await cl.Message(content=hint_markdown(hint, knowledge_dir), author="coachbot").send()
 
 
 @cl.action_callback("end_debrief")
@@ -432,7 +433,9 @@ async def _debrief(run: PracticeRun) -> None:
         name="Mood curve", content=svg.encode("utf-8"), mime="image/svg+xml", display="inline"
     )
     await cl.Message(
-        content=scorecard_markdown(card, run.simulator.transcript),
+        content=scorecard_markdown(
+            card, run.simulator.transcript, services().settings.knowledge_dir
+        ),
         author="coachbot",
         elements=[chart],
     ).send()
@@ -531,7 +534,11 @@ async def _review_reply(text: str) -> None:
                 name="Mood curve", content=svg.encode(), mime="image/svg+xml", display="inline"
             )
         )
-    await cl.Message(content=session_markdown(record), author="coachbot", elements=elements).send()
+    await cl.Message(
+        content=session_markdown(record, svc.settings.knowledge_dir),
+        author="coachbot",
+        elements=elements,
+    ).send()
 
 
 # --------------------------------------------------------------------------- feedback, resume
