@@ -39,6 +39,8 @@ from bot.web.mood_chart import mood_badge, mood_curve_svg
 from bot.web.views import (
     coach_answer_markdown,
     hint_markdown,
+    practice_brief_markdown,
+    retrieval_markdown,
     scorecard_markdown,
     session_markdown,
     sessions_table_markdown,
@@ -386,15 +388,7 @@ async def _start_practice(scenario_id: str | None = None, difficulty: str | None
     cl.user_session.set("scenario_id", chosen)
     cl.user_session.set("difficulty", level)
     scenario = run.scenario
-    await cl.Message(
-        content=(
-            f"**Practice: {scenario.title}** ({level})\n\n{scenario.summary}\n\n"
-            "You are the agent. Listen until they feel heard, then solve it together. "
-            "Use **Hint** when stuck and **End and debrief** for your scorecard. "
-            "Change the scenario or difficulty in the settings (the gear icon by the message box)."
-        ),
-        author="coachbot",
-    ).send()
+    await cl.Message(content=practice_brief_markdown(scenario, level), author="coachbot").send()
     state = run.simulator.state
     await cl.Message(
         content=f"{run.opening_line}\n\n*{mood_badge(state.anger, state.trust, False)}*",
@@ -513,13 +507,7 @@ async def _coach_reply(text: str) -> None:
         if event.type == "citations":
             async with cl.Step(name="Retrieve passages", type="retrieval") as step:
                 step.input = text
-                step.output = (
-                    "\n".join(
-                        f"[{c.number}] {source_label(c)} (score {c.score:.2f})"
-                        for c in event.citations or []
-                    )
-                    or "Nothing relevant in the guidance."
-                )
+                step.output = retrieval_markdown(event.citations or [])
         elif event.type == "token":
             if not sent:
                 await reply.send()

@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.coach.coach import Citation, CoachAnswer
+from bot.roleplay.scenarios import Scenario
 from bot.roleplay.scoring import Scorecard
 from bot.roleplay.simulator import Hint, Transcript
 from bot.store.sessions import SessionRecord
@@ -49,6 +50,22 @@ def source_label(citation: Citation) -> str:
     if len(title) > 60:
         title = title[:60].rsplit(" ", 1)[0].rstrip(":,;-") + "…"
     return f"Source {citation.number}: {title}"
+
+
+def retrieval_markdown(citations: list[Citation]) -> str:
+    """The passages retrieved for a question, one a line with its score (the retrieval step)."""
+    lines = [f"[{c.number}] {source_label(c)} (score {c.score:.2f})" for c in citations]
+    return "\n".join(lines) or "Nothing relevant in the guidance."
+
+
+def practice_brief_markdown(scenario: Scenario, difficulty: str) -> str:
+    """What the trainee reads before the customer's first line."""
+    return (
+        f"**Practice: {scenario.title}** ({difficulty})\n\n{scenario.summary}\n\n"
+        "You are the agent. Listen until they feel heard, then solve it together. "
+        "Use **Hint** when stuck and **End and debrief** for your scorecard. "
+        "Change the scenario or difficulty in the settings (the gear icon by the message box)."
+    )
 
 
 def coach_answer_markdown(answer: CoachAnswer) -> str:
