@@ -2,7 +2,8 @@
 
 Deterministic: it reads the transcript's guidance detections (recomputed if missing), so the
 same transcript always gets the same score. Lines addressed to the grader (or trying to steer
-the model: see ``bot.roleplay.simulator.STEERING_PATTERNS``) earn nothing, though a trigger in them counts.
+the model: see ``bot.roleplay.simulator.STEERING_PATTERNS``) earn nothing, though a trigger in
+them counts.
 """
 
 from __future__ import annotations
