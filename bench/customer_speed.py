@@ -1,8 +1,8 @@
 """Customer turn speed on the embedded model, with and without KV prefix reuse.
 
 Plays the scripted empathetic trainee (``evals/roleplay_scripts/<id>/empathetic.txt``) against
-each scenario through ``bot.roleplay.simulator.CustomerSimulator`` (as the CLI and the app do), twice:
-as shipped (llama.cpp reuses the cached prefix: the system prompt and the transcript so far)
+each scenario through ``bot.roleplay.simulator.CustomerSimulator`` (as the CLI and the app do),
+twice: as shipped (llama.cpp reuses the cached prefix: the system prompt and the transcript so far)
 and with the KV cache reset before every model call. For every turn it reports the time from
 the trainee's line to the model's first token, and to the finished, checked line (retries
 and a trainer fallback included), p50 / p95. The customer's line is checked before it is shown,

@@ -80,7 +80,6 @@ _SCRUBBED_ENV = (
     "CHROMA_HOST",
     "CHROMA_PATH",
     "COACHBOT_USERS_FILE",
-    "COACHBOT_APP_NO_CONFIGURE",
     "CHAINLIT_AUTH_SECRET",
     "LITERAL_API_KEY",
 )
@@ -90,8 +89,9 @@ _SCRUBBED_ENV = (
 
 
 def _constants(path: Path, names: set[str]) -> dict[str, str]:
-    """String constants of a module, read from its source (importing ``bot.web.app`` would set up
-    Chainlit and a data layer in this process)."""
+    """String constants of a module, read from its source (importing ``bot.web.app`` would import
+    Chainlit, which creates ``.chainlit/``, ``.files/`` and ``chainlit.md`` in the current
+    directory, and the whole app stack into the harness's process)."""
     found: dict[str, str] = {}
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
@@ -104,7 +104,9 @@ def _constants(path: Path, names: set[str]) -> dict[str, str]:
     return found
 
 
-_APP = _constants(PROJECT_ROOT / "bot" / "web" / "app.py", {"PRACTICE", "COACH", "FRIENDLY_FAILURE"})
+_APP = _constants(
+    PROJECT_ROOT / "bot" / "web" / "app.py", {"PRACTICE", "COACH", "FRIENDLY_FAILURE"}
+)
 _SERVICE = _constants(PROJECT_ROOT / "bot" / "service.py", {"SAVE_FAILED"})
 PRACTICE: str = _APP["PRACTICE"]
 COACH: str = _APP["COACH"]

@@ -1,8 +1,9 @@
 """The real Chainlit app on a fake, deterministic chat model (the target of `bench/load.py`).
 
 Run with ``python -m chainlit run bench/load_app.py --headless`` from the project root. Every
-handler of :mod:`bot.web.app` is registered by importing it; only the chat model is replaced, so
-retrieval, guidance, the customer's rules, saving and Chainlit's data layer all run for real.
+handler of :mod:`bot.web.app` (and its startup hook, which sets up login and the data layer) is
+registered by importing it; only the chat model is replaced, so retrieval, guidance, the
+customer's rules, saving and Chainlit's data layer all run for real.
 
 The fake streams word by word, sleeping ``COACHBOT_FAKE_TOKEN_DELAY`` seconds (default 0.02)
 before each token, so replies take time and sessions overlap as they would on a real model.
@@ -126,4 +127,8 @@ class FakeStreamingChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
 
-bot.web.app.use_services(Services(get_settings(), model=FakeStreamingChatModel(delay=token_delay())))
+# Before Chainlit starts the server: the app's startup hook configures login and history from
+# these services' settings.
+bot.web.app.use_services(
+    Services(get_settings(), model=FakeStreamingChatModel(delay=token_delay()))
+)

@@ -13,14 +13,11 @@ import threading
 import uuid
 from typing import Any
 
-import pytest
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
-
-os.environ["COACHBOT_APP_NO_CONFIGURE"] = "1"  # no login or data layer: tested separately
-
 import chainlit as cl
+import pytest
 from chainlit.context import init_ws_context
 from chainlit.session import WebsocketSession
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from bot.config import PROJECT_ROOT
 from bot.guidance.engine import default_engine
@@ -28,8 +25,6 @@ from bot.knowledge import KnowledgeIndex
 from bot.service import Services
 from bot.store.sessions import SessionStore
 from bot.web import app
-
-os.environ.pop("COACHBOT_APP_NO_CONFIGURE")  # only for this import: app servers must configure
 
 from .conftest import ARTICLES_DIR, make_settings
 
@@ -442,3 +437,184 @@ def test_a_store_that_cannot_be_opened_keeps_the_saves_until_it_can(services, mo
     run.ask("And if that doesn't work?")
     assert run.save.take_notices() == []
     assert len(store.get_session(run.session_id).exchanges()) == 2
+
+
+# --------------------------------------------------------------------------- views
+
+
+def test_views_name_articles_from_the_knowledge_dir_they_are_given(shared, tmp_path):
+    from bot.knowledge.documents import documents_by_origin
+    from bot.web.views import source_name
+
+    settings, _index, _engine = shared
+    origin, doc = next(iter(documents_by_origin(settings.knowledge_dir).items()))
+    assert source_name(origin, settings.knowledge_dir) == f"Source: {doc.meta.title}"
+    assert source_name(origin, tmp_path / "elsewhere") == f"Source ({origin})"
+
+
+# --------------------------------------------------------------------------- startup
+
+IMPORT_PROBE = """
+import json, os, sqlite3
+
+import chainlit.server
+from chainlit.config import config
+
+import bot.service, bot.store.files, bot.store.sessions, bot.store.users, bot.web.views
+
+
+def snapshot():
+    return {
+        "env": dict(os.environ),
+        "routes": [getattr(r, "path", repr(r)) for r in chainlit.server.app.router.routes],
+        "sqlite3_adapters": sorted(repr(key) for key in sqlite3.adapters),
+        "login_callback": config.code.password_auth_callback is not None,
+        "data_layer": config.code.data_layer is not None,
+    }
+
+
+before = snapshot()
+import bot.web.app
+
+print(json.dumps({"before": before, "after": snapshot()}))
+"""
+
+
+def test_importing_the_app_changes_nothing(tmp_path):
+    """Importing bot.web.app (as `chainlit run`, the load harness and these tests do) leaves the
+    environment, Chainlit's router, sqlite3's adapters and the data directory alone, even with
+    login on. Run in a fresh interpreter: this one imported the app already."""
+    import json
+    import subprocess
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"CHAINLIT_AUTH_SECRET", "DATABASE_URL", "COACHBOT_USERS_FILE"}
+    }
+    env.update(
+        PYTHONPATH=str(PROJECT_ROOT),
+        COACHBOT_DATA_DIR=str(tmp_path / "data"),
+        COACHBOT_AUTH="on",
+        CHAINLIT_APP_ROOT=str(tmp_path / "chainlit"),
+    )
+    (tmp_path / "chainlit").mkdir()  # importing chainlit creates .chainlit/ and .files/ there
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    before, after = found["before"], found["after"]
+    changed_env = {
+        k
+        for k in before["env"].keys() | after["env"].keys()
+        if before["env"].get(k) != after["env"].get(k)
+    }
+    assert changed_env == set()
+    assert after["routes"] == before["routes"]
+    assert after["sqlite3_adapters"] == before["sqlite3_adapters"]
+    assert (after["login_callback"], after["data_layer"]) == (False, False)
+    assert not (tmp_path / "data").exists()  # no database, no secret file
+
+
+@pytest.fixture
+def pristine_chainlit(monkeypatch):
+    """Chainlit and the process as before the app's startup; restored afterwards."""
+    import sqlite3
+
+    from chainlit.config import config
+    from chainlit.server import app as server
+
+    monkeypatch.setattr(config.code, "data_layer", None)
+    monkeypatch.setattr(config.code, "password_auth_callback", None)
+    monkeypatch.setattr(server.router, "routes", list(server.router.routes))
+    monkeypatch.delenv("CHAINLIT_AUTH_SECRET", raising=False)
+    monkeypatch.setattr(app, "_configured", False)
+    adapters = dict(sqlite3.adapters)
+    yield config.code, server
+    sqlite3.adapters.clear()
+    sqlite3.adapters.update(adapters)
+
+
+def _startup_services(shared, tmp_path, monkeypatch) -> tuple[Services, list[int]]:
+    from bot.store.users import UserStore
+
+    _settings, index, engine = shared
+    settings = make_settings(tmp_path)
+    UserStore(settings.users_path, rounds=4).add("tess", "correct horse", "trainee")
+    svc = Services(
+        settings,
+        model=FakeListChatModel(responses=[COACH_REPLY]),
+        index=index,
+        guidance=engine,
+        store=SessionStore(settings.database),
+    )
+    warmed: list[int] = []
+    monkeypatch.setattr(svc, "warm_up", lambda: warmed.append(1))
+    app.use_services(svc)
+    return svc, warmed
+
+
+def test_startup_configures_login_and_history_once(
+    shared, tmp_path, monkeypatch, pristine_chainlit
+):
+    """What importing the app used to do, now done by Chainlit's startup hook, once."""
+    import sqlite3
+
+    from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+    from sqlalchemy import create_engine, inspect
+
+    from bot.store.files import URL_PREFIX
+
+    code, server = pristine_chainlit
+    svc, warmed = _startup_services(shared, tmp_path, monkeypatch)
+    routes_before = list(server.router.routes)
+
+    async def start_twice() -> None:
+        await code.on_app_startup()  # as Chainlit's lifespan calls it
+        await code.on_app_startup()
+        await asyncio.sleep(0.2)  # the warm-up runs in a worker thread
+
+    try:
+        asyncio.run(start_twice())
+    finally:
+        app.use_services(None)
+
+    # Login: the secret (kept in the data directory) in the environment, the password callback.
+    secret = (svc.settings.data_dir / ".chainlit_auth_secret").read_text().strip()
+    assert os.environ["CHAINLIT_AUTH_SECRET"] == secret
+    assert code.password_auth_callback is not None
+    user = asyncio.run(code.password_auth_callback("tess", "correct horse"))
+    assert user.identifier == "tess" and user.metadata == {"role": "trainee"}
+    assert asyncio.run(code.password_auth_callback("tess", "wrong password")) is None
+    # History: sqlite3 binds lists and dicts, Chainlit's tables, the file route first, the layer.
+    assert {(list, sqlite3.PrepareProtocol), (dict, sqlite3.PrepareProtocol)} <= set(
+        sqlite3.adapters
+    )
+    tables = set(inspect(create_engine(svc.settings.database)).get_table_names())
+    assert {"users", "threads", "steps", "elements", "feedbacks"} <= tables
+    added = [r for r in server.router.routes if r not in routes_before]
+    assert [r.path for r in added] == [f"{URL_PREFIX}/{{name}}"]  # once, though started twice
+    assert server.router.routes[0] is added[0]  # ahead of Chainlit's catch-all page route
+    assert isinstance(code.data_layer(), SQLAlchemyDataLayer)
+    assert warmed  # and the model, index and guidance are loaded in the background
+
+
+def test_a_malformed_users_file_stops_the_startup(shared, tmp_path, monkeypatch, pristine_chainlit):
+    """Not a server open to everyone: Chainlit swallows exceptions from its startup hook, so
+    the app raises SystemExit, which makes uvicorn report the failure and exit."""
+    code, _server = pristine_chainlit
+    svc, warmed = _startup_services(shared, tmp_path, monkeypatch)
+    svc.settings.users_path.write_text("users:\n  - identifier: tess\n")
+    try:
+        with pytest.raises(SystemExit, match="cannot start"):
+            asyncio.run(code.on_app_startup())
+    finally:
+        app.use_services(None)
+    assert code.password_auth_callback is None and not warmed

@@ -1,7 +1,8 @@
-"""`coachbot users ...` and `coachbot sessions ...`: thin commands over bot.store.users and bot.store.sessions.
+"""`coachbot users ...` and `coachbot sessions ...`: thin commands over bot.store.users and
+bot.store.sessions.
 
-Registered on the main app in bot/cli/main.py. bot/cli/main.py imports this module at its top, so the
-shared helpers (``_guard``, ``_fail``, ``console``) are taken from it when a command runs, not
+Registered on the main app in bot/cli/main.py. bot/cli/main.py imports this module at its top, so
+the shared helpers (``_guard``, ``_fail``, ``console``) are taken from it when a command runs, not
 at import time.
 """
 

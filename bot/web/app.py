@@ -9,9 +9,11 @@ Profiles:
   answer streamed, with its cited passages as side elements named in the answer.
 * **Review sessions** (trainers, or everyone when login is off): saved sessions and scores.
 
-Every practice session and coach exchange is saved (SQLite in the data directory, or
-``DATABASE_URL``); Chainlit's own tables give the thread history and feedback when login is on.
-Model calls run in worker threads so the event loop keeps serving other sessions.
+Importing this module only registers the handlers; login and the history's data layer are set
+up once at startup (:func:`on_app_startup`). Every practice session and coach exchange is saved
+(SQLite in the data directory, or ``DATABASE_URL``); Chainlit's own tables give the thread
+history and feedback when login is on. Model calls run in worker threads so the event loop keeps
+serving other sessions.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -28,7 +31,7 @@ import chainlit as cl
 from chainlit.input_widget import Select
 
 from bot.coach.models import CoachAnswer, CoachEvent
-from bot.config import get_settings
+from bot.config import Settings, get_settings
 from bot.errors import CoachbotError
 from bot.inputs import EmptyInputError
 from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
@@ -36,6 +39,8 @@ from bot.web.mood_chart import mood_badge, mood_curve_svg
 from bot.web.views import (
     coach_answer_markdown,
     hint_markdown,
+    practice_brief_markdown,
+    retrieval_markdown,
     scorecard_markdown,
     session_markdown,
     sessions_table_markdown,
@@ -85,62 +90,105 @@ def use_services(replacement: Services | None) -> None:
     _services = replacement
 
 
-# --------------------------------------------------------------------------- login and storage
+# --------------------------------------------------------------------------- startup
+#
+# Importing this module only registers handlers with Chainlit: it reads no settings and writes
+# nothing (not the environment, the database, sqlite3's adapters nor Chainlit's server). The
+# process is configured once, by Chainlit's startup hook (`on_app_startup`, run in the server's
+# lifespan before it accepts a connection).
+#
+# The login callback is registered there too, not at import. Chainlit decides per request
+# whether login is on (`require_login()` and `/login` read `config.code` each time), but
+# `chainlit run` checks for CHAINLIT_AUTH_SECRET right after loading the module
+# (`ensure_jwt_secret`): a callback registered at import would need the secret written into the
+# environment at import. At startup the secret is set first, then the callback registered.
+#
+# `chainlit run -w` (watch) is not supported: a reload resets Chainlit's `config.code` and
+# re-imports this module without running the startup hook again, so the login callback is gone
+# (login off) until the app is restarted.
+
+_configure_lock = threading.Lock()
+_configured = False
 
 
-def _configure() -> None:
-    """Login (when the users file has users) and the data layer for history and feedback."""
+def configure(settings: Settings) -> bool:
+    """Chat history and login for this process, once; True if this call did it.
+
+    History: sqlite3 adapters for Chainlit's list/dict bindings, Chainlit's tables, the element
+    file route and the data layer; when the database cannot be prepared, history and feedback
+    are off (a warning) and the app still works. Login, when the users file has users (or
+    ``COACHBOT_AUTH=on``): the auth secret in the environment and the password callback. A
+    malformed users file raises, so the server does not start open to everyone. Either way it
+    is not tried again.
+    """
+    global _configured
+    with _configure_lock:
+        if _configured:
+            return False
+        _configured = True
+    _configure_history(settings)
+    _configure_login(settings)
+    return True
+
+
+def _configure_history(settings: Settings) -> None:
+    from bot.store.files import LocalStorageClient, add_file_route
     from bot.store.sessions import (
         chainlit_conninfo,
         create_chainlit_tables,
         register_sqlite_adapters,
     )
-    from bot.store.users import UserStore, ensure_auth_secret, login_required
 
-    settings = get_settings()
     try:
+        conninfo = chainlit_conninfo(settings.database)
         register_sqlite_adapters()
         create_chainlit_tables(settings.database)
-
-        from bot.store.files import LocalStorageClient, add_file_route
-
         files = LocalStorageClient(settings.data_dir / "files")
         add_file_route(files)
-
-        @cl.data_layer
-        def _data_layer() -> Any:
-            from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
-
-            return SQLAlchemyDataLayer(
-                conninfo=chainlit_conninfo(settings.database), storage_provider=files
-            )
-
     except Exception as exc:  # the app still works; history and feedback are off
         log.warning("chat history is off: the database could not be prepared (%s)", exc)
+        return
 
-    if login_required(settings):
-        os.environ["CHAINLIT_AUTH_SECRET"] = ensure_auth_secret(settings)
-        users = UserStore(settings.users_path)
+    @cl.data_layer
+    def _data_layer() -> Any:
+        from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 
-        @cl.password_auth_callback
-        def _login(username: str, password: str) -> cl.User | None:
-            found = users.verify(username, password)
-            if found is None:
-                return None
-            return cl.User(identifier=found.identifier, metadata={"role": found.role})
+        return SQLAlchemyDataLayer(conninfo=conninfo, storage_provider=files)
 
 
-if os.environ.get("COACHBOT_APP_NO_CONFIGURE") != "1":
-    _configure()
+def _configure_login(settings: Settings) -> None:
+    from bot.store.users import UserStore, ensure_auth_secret, login_required
+
+    if not login_required(settings):
+        return
+    os.environ["CHAINLIT_AUTH_SECRET"] = ensure_auth_secret(settings)
+    users = UserStore(settings.users_path)
+
+    @cl.password_auth_callback
+    def _login(username: str, password: str) -> cl.User | None:
+        found = users.verify(username, password)
+        if found is None:
+            return None
+        return cl.User(identifier=found.identifier, metadata={"role": found.role})
 
 
 @cl.on_app_startup
-async def _warm_up() -> None:
-    """Load the model, index and guidance in the background so the first reply is quick."""
+async def on_app_startup() -> None:
+    """Configure the process (:func:`configure`), then load the model, index and guidance in
+    the background so the first reply is quick."""
+    svc = services()
+    try:
+        configure(svc.settings)
+    except Exception as exc:
+        # Chainlit logs and swallows an exception from this hook and serves anyway, which would
+        # open the app to everyone (a malformed users file). SystemExit gets through: uvicorn
+        # reports "Application startup failed" and `chainlit run` exits.
+        log.error("coachbot cannot start: %s", exc)
+        raise SystemExit(f"coachbot cannot start: {exc}") from exc
 
     def warm() -> None:
         try:
-            services().warm_up()
+            svc.warm_up()
         except Exception as exc:  # the first session will report it in a friendly way
             log.warning("warm-up failed: %s", exc)
 
@@ -340,15 +388,7 @@ async def _start_practice(scenario_id: str | None = None, difficulty: str | None
     cl.user_session.set("scenario_id", chosen)
     cl.user_session.set("difficulty", level)
     scenario = run.scenario
-    await cl.Message(
-        content=(
-            f"**Practice: {scenario.title}** ({level})\n\n{scenario.summary}\n\n"
-            "You are the agent. Listen until they feel heard, then solve it together. "
-            "Use **Hint** when stuck and **End and debrief** for your scorecard. "
-            "Change the scenario or difficulty in the settings (the gear icon by the message box)."
-        ),
-        author="coachbot",
-    ).send()
+    await cl.Message(content=practice_brief_markdown(scenario, level), author="coachbot").send()
     state = run.simulator.state
     await cl.Message(
         content=f"{run.opening_line}\n\n*{mood_badge(state.anger, state.trust, False)}*",
@@ -413,7 +453,8 @@ async def on_hint(action: cl.Action) -> None:
         await cl.Message(content="There is no practice session running.").send()
         return
     hint = await _in_thread(run.hint)
-    await cl.Message(content=hint_markdown(hint), author="coachbot").send()
+    knowledge_dir = services().settings.knowledge_dir
+    await cl.Message(content=hint_markdown(hint, knowledge_dir), author="coachbot").send()
 
 
 @cl.action_callback("end_debrief")
@@ -432,7 +473,9 @@ async def _debrief(run: PracticeRun) -> None:
         name="Mood curve", content=svg.encode("utf-8"), mime="image/svg+xml", display="inline"
     )
     await cl.Message(
-        content=scorecard_markdown(card, run.simulator.transcript),
+        content=scorecard_markdown(
+            card, run.simulator.transcript, services().settings.knowledge_dir
+        ),
         author="coachbot",
         elements=[chart],
     ).send()
@@ -464,13 +507,7 @@ async def _coach_reply(text: str) -> None:
         if event.type == "citations":
             async with cl.Step(name="Retrieve passages", type="retrieval") as step:
                 step.input = text
-                step.output = (
-                    "\n".join(
-                        f"[{c.number}] {source_label(c)} (score {c.score:.2f})"
-                        for c in event.citations or []
-                    )
-                    or "Nothing relevant in the guidance."
-                )
+                step.output = retrieval_markdown(event.citations or [])
         elif event.type == "token":
             if not sent:
                 await reply.send()
@@ -531,7 +568,11 @@ async def _review_reply(text: str) -> None:
                 name="Mood curve", content=svg.encode(), mime="image/svg+xml", display="inline"
             )
         )
-    await cl.Message(content=session_markdown(record), author="coachbot", elements=elements).send()
+    await cl.Message(
+        content=session_markdown(record, svc.settings.knowledge_dir),
+        author="coachbot",
+        elements=elements,
+    ).send()
 
 
 # --------------------------------------------------------------------------- feedback, resume

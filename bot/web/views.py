@@ -1,13 +1,15 @@
-"""Markdown views of core results for chat interfaces (jinja2 templates in bot/templates/).
+"""Markdown views of core results for chat interfaces (jinja2 templates in bot/web/templates/).
 
 User and model text is escaped for Markdown and HTML, so a message can never inject markup.
+Views read no settings: what they need (the knowledge directory, for article titles) is passed
+in by the caller.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.coach.models import Citation, CoachAnswer
 from bot.roleplay.models import Hint, Transcript
+from bot.roleplay.scenarios import Scenario
 from bot.roleplay.scoring import Scorecard
 from bot.store.sessions import SessionRecord
 from bot.web.mood_chart import TEMPLATES
@@ -49,16 +52,33 @@ def source_label(citation: Citation) -> str:
     return f"Source {citation.number}: {title}"
 
 
+def retrieval_markdown(citations: list[Citation]) -> str:
+    """The passages retrieved for a question, one a line with its score (the retrieval step)."""
+    lines = [f"[{c.number}] {source_label(c)} (score {c.score:.2f})" for c in citations]
+    return "\n".join(lines) or "Nothing relevant in the guidance."
+
+
+def practice_brief_markdown(scenario: Scenario, difficulty: str) -> str:
+    """What the trainee reads before the customer's first line."""
+    return (
+        f"**Practice: {scenario.title}** ({difficulty})\n\n{scenario.summary}\n\n"
+        "You are the agent. Listen until they feel heard, then solve it together. "
+        "Use **Hint** when stuck and **End and debrief** for your scorecard. "
+        "Change the scenario or difficulty in the settings (the gear icon by the message box)."
+    )
+
+
 def coach_answer_markdown(answer: CoachAnswer) -> str:
     labels = [source_label(c) for c in answer.citations]
     return _env.get_template("coach_answer.md.j2").render(answer=answer, labels=labels).strip()
 
 
-def hint_markdown(hint: Hint) -> str:
+def hint_markdown(hint: Hint, knowledge_dir: Path) -> str:
+    """A hint with its example and the article passage (titles from ``knowledge_dir``)."""
     return (
         f"**Hint:** {md(hint.text)}\n\n"
         f"For example: “{md(hint.example)}”\n\n"
-        f"*{md(source_name(hint.source_origin))}:* {md(hint.source_quote)}"
+        f"*{md(source_name(hint.source_origin, knowledge_dir))}:* {md(hint.source_quote)}"
     )
 
 
@@ -72,20 +92,23 @@ def _titles(knowledge_dir: str) -> dict[str, str]:
         return {}
 
 
-def source_name(origin: str, knowledge_dir: Path | None = None) -> str:
-    """'Source: <article title>' for an article's origin file name (the origin if unknown)."""
-    if knowledge_dir is None:
-        from bot.config import get_settings
+def source_name(origin: str, knowledge_dir: Path) -> str:
+    """'Source: <article title>' for an article's origin file name (the origin if unknown).
 
-        knowledge_dir = get_settings().knowledge_dir
+    Titles are read from the articles under ``knowledge_dir``."""
     title = _titles(str(knowledge_dir)).get(origin)
     return f"Source: {title}" if title else f"Source ({origin})"
 
 
-def scorecard_markdown(card: Scorecard, transcript: Transcript) -> str:
+def scorecard_markdown(card: Scorecard, transcript: Transcript, knowledge_dir: Path) -> str:
+    """The debrief (titles of cited articles from ``knowledge_dir``)."""
     return (
         _env.get_template("scorecard.md.j2")
-        .render(card=card, transcript=transcript, source_name=source_name)
+        .render(
+            card=card,
+            transcript=transcript,
+            source_name=partial(source_name, knowledge_dir=knowledge_dir),
+        )
         .strip()
     )
 
@@ -121,11 +144,13 @@ def sessions_table_markdown(summaries: list[Any]) -> str:
     return "### Saved sessions\n\n" + "\n".join(rows)
 
 
-def session_markdown(record: SessionRecord) -> str:
+def session_markdown(record: SessionRecord, knowledge_dir: Path) -> str:
     """One saved session: transcript and scorecard, or the coach exchanges."""
     transcript = record.transcript()
     card = record.scorecard()
-    scorecard_text = scorecard_markdown(card, transcript) if card and transcript else ""
+    scorecard_text = (
+        scorecard_markdown(card, transcript, knowledge_dir) if card and transcript else ""
+    )
     return (
         _env.get_template("session.md.j2")
         .render(

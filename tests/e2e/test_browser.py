@@ -57,7 +57,6 @@ class AppServer(load.AppServer):
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("CHAINLIT_AUTH_SECRET", None)  # generated into the data directory
-        env.pop("COACHBOT_APP_NO_CONFIGURE", None)  # login and history must be on
         super().__init__("bot/web/app.py", env, tmp / "app.log")
 
     def start(self, timeout: float = 120) -> None:
