@@ -35,6 +35,7 @@ run: install
 test: install
 	@scripts/install-browser.sh $(VENV)/.browser-unavailable
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: install
@@ -75,4 +76,4 @@ lock:
 	  --generate-hashes --no-emit-package llama-cpp-python --no-header $(LOCK_ARGS) -o requirements.lock
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .import_linter_cache
