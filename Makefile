@@ -12,7 +12,7 @@ help:
 	@echo "make chat   - the same coach in the terminal"
 	@echo "make test   - install (first time), lint and run the test suite"
 	@echo "make bench  - run the benchmarks (about 30 min, idle machine) and write bench/RESULTS.md"
-	@echo "make lock   - re-resolve requirements.in into requirements.lock (needs network to PyPI)"
+	@echo "make lock   - re-resolve pyproject.toml into requirements.lock, with hashes (needs PyPI)"
 
 $(STAMP): requirements.lock pyproject.toml scripts/install.sh scripts/build-llama.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,7 @@ run: install
 test: install
 	@scripts/install-browser.sh $(VENV)/.browser-unavailable
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: install
@@ -62,9 +63,17 @@ bench: install
 bench-report: install
 	$(BIN)/python bench/report.py
 
+# The lock: every dependency of pyproject.toml (with the dev extra), pinned, with hashes, for
+# Python 3.11 on x86_64 Linux. llama-cpp-python stays out (scripts/build-llama.sh builds it for the
+# CPU, and that wheel cannot match a registry hash); its own dependencies stay in. Pins already
+# in requirements.lock are kept: `make lock LOCK_ARGS=--upgrade` (or `--upgrade-package NAME`)
+# moves them.
+LOCK_ARGS ?=
 lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv
-	$(BIN)/uv pip compile requirements.in -p 3.11 --python-platform x86_64-unknown-linux-gnu --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev -p 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --generate-hashes --no-emit-package llama-cpp-python --no-header $(LOCK_ARGS) -o requirements.lock
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .import_linter_cache

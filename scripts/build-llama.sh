@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Build llama-cpp-python (pinned in requirements.lock) for this CPU, once, into a wheel cache.
+# Build llama-cpp-python (pinned in pyproject.toml) for this CPU, once, into a wheel cache.
+# It is the one dependency outside the hashed requirements.lock: a wheel built here cannot match
+# the registry's sdist hash. scripts/install.sh installs it from this cache with --no-deps (its
+# own dependencies are in the lock).
 #
 # Why not a plain `pip install`: llama.cpp's default native build (-march=native) enables AMX
 # kernels on CPUs that report AMX, and in VMs that do not grant AMX state to processes the
@@ -10,7 +13,8 @@
 # Usage: scripts/build-llama.sh PYTHON  -> prints the wheel directory to use with --find-links
 set -euo pipefail
 PY=${1:?usage: build-llama.sh PYTHON}
-VERSION=$(grep -E '^llama-cpp-python==' "$(dirname "$0")/../requirements.lock" | cut -d= -f3)
+VERSION=$(grep -oE '"llama-cpp-python==[^"]+"' "$(dirname "$0")/../pyproject.toml" | cut -d= -f3 | tr -d '"')
+[[ -n "$VERSION" ]] || { echo "build-llama.sh: no llama-cpp-python==VERSION pin in pyproject.toml" >&2; exit 1; }
 flags=$(grep -m1 -E '^flags' /proc/cpuinfo 2>/dev/null || true)
 has() { [[ " $flags " == *" $1 "* ]]; }
 

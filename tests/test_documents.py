@@ -120,3 +120,15 @@ def test_front_matter_parses_as_yaml():
         head = path.read_text().split("---")[1]
         assert isinstance(yaml.safe_load(head), dict)
         assert parse_document(path, ARTICLES_DIR.parent).meta.origin in EXPECTED_ORIGINS
+
+
+def test_broken_front_matter_names_the_line_in_the_file(tmp_path):
+    (tmp_path / "bad.md").write_text("---\ntitle: T\nauthor: : x\n---\nBody\n")
+    _, skipped = load_documents(tmp_path)
+    assert skipped[0].reason.startswith("broken front matter at line 3:")
+
+
+def test_empty_front_matter_is_allowed(tmp_path):
+    (tmp_path / "bare-notes.md").write_text("---\n---\nBody\n")
+    docs, skipped = load_documents(tmp_path)
+    assert not skipped and docs[0].meta.title == "bare notes" and docs[0].body == "Body\n"

@@ -14,12 +14,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import frontmatter
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 DOCUMENT_SUFFIXES = {".md", ".txt", ".markdown"}
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*\r?\n?", re.DOTALL)
+# Front matter is YAML between '---' lines at the top, split and loaded by python-frontmatter's
+# YAML handler (safe loading). Only YAML: a file that starts with '{' or '+++' is all body.
+_YAML = frontmatter.YAMLHandler()
 _H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
@@ -82,9 +85,8 @@ def _format_validation_error(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_document(path: Path, root: Path) -> KnowledgeDocument:
-    """Read one knowledge file; raise :class:`DocumentError` naming the problem."""
-    raw = path.read_bytes()
+def _decode(raw: bytes) -> str:
+    """A file's bytes as text (UTF-8, BOM dropped, CRLF and no-break spaces normalised)."""
     if len(raw) > MAX_FILE_BYTES:
         raise DocumentError(f"too large ({len(raw):,} bytes; the limit is {MAX_FILE_BYTES:,})")
     if b"\x00" in raw:
@@ -96,25 +98,40 @@ def parse_document(path: Path, root: Path) -> KnowledgeDocument:
     text = text.replace("\r\n", "\n").replace("\u00a0", " ")
     if not text.strip():
         raise DocumentError("empty file")
+    return text
 
-    meta_data: dict[str, object] = {}
-    body = text
-    match = _FRONT_MATTER.match(text)
-    if match:
-        try:
-            loaded = yaml.safe_load(match.group(1))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 2}" if mark else ""
-            raise DocumentError(f"broken front matter{where}: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise DocumentError("broken front matter: expected 'key: value' lines")
-        meta_data = loaded
-        body = text[match.end() :]
-    elif text.startswith("---\n"):
-        raise DocumentError("broken front matter: no closing '---' line")
+
+def _split_front_matter(text: str) -> tuple[dict[str, object], str]:
+    """The YAML front matter (``{}`` when there is none) and the body that follows it."""
+    opening = _YAML.FM_BOUNDARY.match(text)  # what python-frontmatter's detect() checks
+    if not opening:
+        return {}, text
+    try:
+        front, body = _YAML.split(text)
+    except ValueError:  # only the opening '---'
+        raise DocumentError("broken front matter: no closing '---' line") from None
+    try:
+        # pure-Python loader: its messages quote the line; without the line break before the
+        # closing '---', an error at the end points at the last line of front matter
+        loaded = _YAML.load(front.removesuffix("\n"), Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = ""
+        if mark:  # ``front`` starts on the opening '---' line (after any line breaks it took)
+            first_line = text.count("\n", 0, opening.end()) + 1
+            where = f" at line {first_line + mark.line}"
+        raise DocumentError(f"broken front matter{where}: {exc}") from exc
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise DocumentError("broken front matter: expected 'key: value' lines")
+    return loaded, body
+
+
+def parse_document(path: Path, root: Path) -> KnowledgeDocument:
+    """Read one knowledge file; raise :class:`DocumentError` naming the problem."""
+    raw = path.read_bytes()
+    meta_data, body = _split_front_matter(_decode(raw))
     if not body.strip():
         raise DocumentError("no text after the front matter")
     if "title" not in meta_data:
