@@ -23,17 +23,33 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import chromadb
 from chromadb.config import Settings as ChromaSettings
 from langchain_core.embeddings import Embeddings
 
-from bot.config import Settings
 from bot.errors import KnowledgeError
 from bot.knowledge.chunking import CHUNKER_VERSION, chunk_text
 from bot.knowledge.documents import KnowledgeDocument, SkippedFile, load_documents
 from bot.llm.embeddings import chroma_embedding_function, embedding_model_name, make_embeddings
+
+
+class IndexSettings(Protocol):
+    """What the index reads of the settings it is given (``bot.config.Settings`` has it all)."""
+
+    knowledge_dir: Path
+    chroma_host: str | None
+    chroma_port: int
+    chunk_tokens: int
+    openai_embedding_model: str
+
+    @property
+    def chroma_dir(self) -> Path: ...
+
+    @property
+    def embeddings_provider(self) -> str: ...
+
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 # Errors that say the store is busy or forbidden, not broken: moving it aside would not help.
@@ -102,7 +118,7 @@ class IndexStatus:
         return not self.stale and not self.orphaned
 
 
-def make_chroma_client(settings: Settings) -> chromadb.api.ClientAPI:
+def make_chroma_client(settings: IndexSettings) -> chromadb.api.ClientAPI:
     """A Chroma client: HTTP when ``CHROMA_HOST`` is set, otherwise embedded and persistent."""
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     try:
@@ -186,7 +202,7 @@ class KnowledgeIndex:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: IndexSettings,
         client: chromadb.api.ClientAPI | None = None,
         embeddings: Embeddings | None = None,
     ) -> None:
