@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 from typer.testing import CliRunner
 
-from bot.cli import admin as cli_admin
+from bot.cli import common
 from bot.cli import main as cli
 from bot.coach.coach import Citation, CoachAnswer
 from bot.errors import CoachbotError, StorageError
@@ -605,7 +605,7 @@ def test_chainlit_sqlalchemy_data_layer_round_trip(tmp_path, chainlit_root, capl
 @pytest.fixture
 def cli_settings(tmp_path, monkeypatch):
     settings = make_settings(tmp_path)
-    monkeypatch.setattr(cli_admin, "get_settings", lambda: settings)
+    monkeypatch.setattr(common, "get_settings", lambda: settings)
     return settings
 
 

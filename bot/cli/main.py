@@ -6,21 +6,26 @@ reason on failure (set ``COACHBOT_DEBUG=1`` to see the traceback instead).
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from bot.cli import common
 from bot.cli.admin import sessions_app, users_app
+from bot.cli.common import (
+    JsonFlag,
+    console,
+    err_console,
+    guard,
+    notice,
+    print_json,
+    status,
+)
 from bot.cli.evals import eval_command
-from bot.config import get_settings
 from bot.errors import CoachbotError, describe_failure
 
 app = typer.Typer(
@@ -30,79 +35,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-T = TypeVar("T")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-_shown: set[str] = set()
-
-
-def _notice(text: str) -> None:
-    """Print a notice for the user (once per command) as a yellow line on stderr."""
-    if text not in _shown:
-        _shown.add(text)
-        err_console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
-
-
-class _WarningsAsNotices(logging.Handler):
-    """Warnings of the core modules (a rebuilt index, a fallback answer, a queued save)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        _notice(record.getMessage())
-
-
-_warnings = _WarningsAsNotices(logging.WARNING)
 
 
 @app.callback()
 def _setup() -> None:
     # Runs before every command: core warnings become notices instead of bare log lines.
-    _shown.clear()
-    if _warnings not in logging.getLogger("bot").handlers:
-        logging.getLogger("bot").addHandler(_warnings)
-
-
-def _fail(message: str, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"ok": False, "error": message}))
-    err_console.print(f"[bold red]coachbot: error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def _guard(fn: Callable[[], T], as_json: bool = False) -> T:
-    """Run ``fn``; turn any failure into a one-line message and exit code 1."""
-    try:
-        return fn()
-    except typer.Exit:
-        raise
-    except CoachbotError as exc:
-        _fail(str(exc), as_json)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if os.environ.get("COACHBOT_DEBUG"):
-            raise
-        if type(exc).__module__.startswith(("openai", "langchain_openai")):
-            _fail(str(_api_error(exc)), as_json)  # e.g. OpenAI embeddings: cause, fix, no key
-        _fail(f"{type(exc).__name__}: {exc} (set COACHBOT_DEBUG=1 for details)", as_json)
-    raise AssertionError("unreachable")
-
-
-def _api_error(exc: Exception) -> Exception:
-    import openai
-
-    from bot.llm.api import settings_api_error
-
-    if not isinstance(exc, openai.APIError):
-        return exc
-    settings = get_settings()
-    return settings_api_error(exc, settings, settings.openai_embedding_model)
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    common.start_command()
 
 
 @app.command()
@@ -116,11 +54,11 @@ def ingest(
     from bot.knowledge import KnowledgeIndex
 
     def run() -> None:
-        index = KnowledgeIndex(get_settings())
-        with console.status("Indexing knowledge…", spinner="dots") if not as_json else _null():
+        index = KnowledgeIndex(common.settings())
+        with status("Indexing knowledge…", as_json):
             report = index.ingest(path)
         if as_json:
-            _print_json({"ok": True, **report.to_dict()})
+            print_json({"ok": True, **report.to_dict()})
             return
         c = report.to_dict()["counts"]
         console.print(
@@ -132,15 +70,7 @@ def ingest(
         for skipped in report.skipped:
             err_console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}")
 
-    _guard(run, as_json)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    guard(run, as_json)
 
 
 @app.command()
@@ -153,9 +83,9 @@ def retrieve(
     from bot.knowledge import KnowledgeIndex
 
     def run() -> None:
-        hits = KnowledgeIndex(get_settings()).search(query, k=k)
+        hits = KnowledgeIndex(common.settings()).search(query, k=k)
         if as_json:
-            _print_json({"ok": True, "query": query, "results": [h.to_dict() for h in hits]})
+            print_json({"ok": True, "query": query, "results": [h.to_dict() for h in hits]})
             return
         if not hits:
             console.print("No passages found. Run `coachbot ingest` first?")
@@ -167,7 +97,7 @@ def retrieve(
             )
             console.print(hit.text, highlight=False)
 
-    _guard(run, as_json)
+    guard(run, as_json)
 
 
 @app.command()
@@ -184,7 +114,7 @@ def check(
     from bot.inputs import clean_user_text
 
     def run() -> None:
-        settings = get_settings()
+        settings = common.settings()
         engine = default_engine(settings.knowledge_dir / "guidance.yaml")
         line = clean_user_text(text, max_tokens=400, count_tokens=None).text
         context = DetectionContext(customer_last=customer) if customer else None
@@ -201,7 +131,7 @@ def check(
                 }
             )
         if as_json:
-            _print_json({"ok": True, "text": line, "detections": results})
+            print_json({"ok": True, "text": line, "detections": results})
             return
         if not results:
             console.print("No guidance behaviour detected in this line.")
@@ -220,13 +150,13 @@ def check(
                 highlight=False,
             )
 
-    _guard(run, as_json)
+    guard(run, as_json)
 
 
 def _scenarios() -> dict[str, Any]:
     from bot.roleplay.scenarios import load_scenarios
 
-    settings = get_settings()
+    settings = common.settings()
     scenarios, problems = load_scenarios(settings.prompts_dir / "scenarios")
     for problem in problems:
         err_console.print(f"[yellow]skipped scenario[/] {problem.path}: {problem.reason}")
@@ -240,7 +170,7 @@ def scenarios(as_json: JsonFlag = False) -> None:
     def run() -> None:
         found = _scenarios()
         if as_json:
-            _print_json(
+            print_json(
                 {
                     "ok": True,
                     "scenarios": [
@@ -266,7 +196,7 @@ def scenarios(as_json: JsonFlag = False) -> None:
             table.add_row(sc.id, sc.title, sc.customer.name, sc.summary)
         console.print(table)
 
-    _guard(run, as_json)
+    guard(run, as_json)
 
 
 def _turn_json(turn: Any) -> dict[str, Any]:
@@ -328,24 +258,24 @@ def roleplay(
             lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
             if not lines:
                 raise CoachbotError(f"{turns} has no trainee lines")
-        settings = get_settings()
-        with console.status("Loading the customer…") if not as_json else _null():
+        settings = common.settings()
+        with status("Loading the customer…", as_json):
             model = make_chat_model(settings, temperature=0.8)
             engine = default_engine(settings.knowledge_dir / "guidance.yaml")
             engine.warm_up()
         sim = CustomerSimulator(found[scenario], model, engine, difficulty, seed)  # type: ignore[arg-type]
         return sim, lines
 
-    sim, lines = _guard(setup, as_json)
+    sim, lines = guard(setup, as_json)
     name = sim.scenario.customer.name
 
     def model_notices(turn: Any) -> None:
         from bot.service import MODEL_FAILED
 
         if turn.model_notice:
-            _notice(turn.model_notice)
+            notice(turn.model_notice)
         if turn.model_error:
-            _notice(MODEL_FAILED.format(reason=turn.model_error))
+            notice(MODEL_FAILED.format(reason=turn.model_error))
 
     def show(turn: Any) -> None:
         if as_json:
@@ -362,7 +292,7 @@ def roleplay(
         console.print(f"[bold]{sim.scenario.title}[/] ({difficulty}) — {sim.scenario.summary}")
         console.print(f"[bold red]{name}>[/] {sim.scenario.opening_line}", highlight=False)
     if lines is not None:
-        _guard(lambda: run_script(sim, lines, show), as_json)
+        guard(lambda: run_script(sim, lines, show), as_json)
     else:
         console.print("[dim]Type your reply. /hint for a hint, /end to finish.[/]")
         while not sim.finished:
@@ -395,11 +325,11 @@ def roleplay(
             )
             model_notices(turn)
     transcript = sim.end()
-    card = _guard(lambda: score_transcript(transcript, sim.guidance), as_json)
+    card = guard(lambda: score_transcript(transcript, sim.guidance), as_json)
     if save is not None:
         save.write_text(transcript.model_dump_json(indent=2))
     if as_json:
-        _print_json(
+        print_json(
             {
                 "ok": True,
                 "scenario": sim.scenario.id,
@@ -439,14 +369,14 @@ def score(
             raise CoachbotError(
                 f"{transcript_file} is not a coachbot transcript: {' '.join(first[:3])[:200]}"
             ) from exc
-        engine = default_engine(get_settings().knowledge_dir / "guidance.yaml")
+        engine = default_engine(common.settings().knowledge_dir / "guidance.yaml")
         card = score_transcript(transcript, engine)
         if as_json:
-            _print_json({"ok": True, "scorecard": card.model_dump()})
+            print_json({"ok": True, "scorecard": card.model_dump()})
         else:
             console.print(format_scorecard(card), highlight=False)
 
-    _guard(run, as_json)
+    guard(run, as_json)
 
 
 @app.command()
@@ -462,7 +392,7 @@ def ask(
     from bot.llm import make_chat_model
 
     def run() -> None:
-        settings = get_settings()
+        settings = common.settings()
         engine = default_engine(settings.knowledge_dir / "guidance.yaml")
         engine.warm_up()
         coach = Coach(make_chat_model(settings), KnowledgeIndex(settings), engine, k=k)
@@ -481,7 +411,7 @@ def ask(
                 final = event.answer
         assert final is not None
         if as_json:
-            _print_json({"ok": True, **final.model_dump()})
+            print_json({"ok": True, **final.model_dump()})
             return
         console.print()
         console.rule()
@@ -495,10 +425,10 @@ def ask(
             )
         if final.flags:
             console.print(f"[dim]flags: {', '.join(final.flags)}[/]")
-        for notice in final.notices:
-            _notice(notice)
+        for text in final.notices:
+            notice(text)
 
-    _guard(run, as_json)
+    guard(run, as_json)
 
 
 @app.command()
@@ -507,12 +437,12 @@ def doctor(as_json: JsonFlag = False) -> None:
     from bot.cli.doctor import run_checks
 
     def run() -> None:
-        settings = get_settings()
-        with console.status("Checking…") if not as_json else _null():
+        settings = common.settings()
+        with status("Checking…", as_json):
             checks = run_checks(settings)
         failed = any(c.status == "fail" for c in checks)
         if as_json:
-            _print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+            print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
         else:
             table = Table(title="coachbot doctor", show_lines=False)
             for column in ("check", "status", "detail", "fix"):
@@ -524,7 +454,7 @@ def doctor(as_json: JsonFlag = False) -> None:
         if failed:
             raise typer.Exit(1)
 
-    _guard(run, as_json)
+    guard(run, as_json)
 
 
 @app.command()
@@ -534,7 +464,7 @@ def chat() -> None:
     from bot.llm import describe_llm, make_chat_model
     from bot.llm.chat import ChatSession
 
-    settings = get_settings()
+    settings = common.settings()
 
     def start() -> ChatSession:
         with console.status(f"Loading {describe_llm(settings)}…"):
@@ -543,7 +473,7 @@ def chat() -> None:
                 _ = model.engine  # load now, not on the first message
         return ChatSession(model=model, context_tokens=settings.local_context)
 
-    session = _guard(start)
+    session = guard(start)
     console.print(
         f"[bold]coachbot chat[/] — {describe_llm(settings)}. "
         "Ask how to handle a customer. /reset clears the conversation, /quit ends."
@@ -565,15 +495,15 @@ def chat() -> None:
         except EmptyInputError as exc:
             console.print(f"[yellow]{exc}[/]")
             continue
-        for notice in prepared.notices:
-            console.print(f"[yellow]{notice}[/]")
+        for cut in prepared.notices:
+            console.print(f"[yellow]{cut}[/]")
         console.print("[bold green]coachbot> [/]", end="")
         try:
             for piece in session.stream_reply(prepared.text):
                 console.print(piece, end="", highlight=False, markup=False)
             console.print()
             while session.notices:
-                _notice(session.notices.pop(0))
+                notice(session.notices.pop(0))
         except KeyboardInterrupt:
             console.print("\n[dim](reply stopped)[/]")
         except Exception as exc:  # the session goes on after a model failure
