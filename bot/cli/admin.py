@@ -1,5 +1,8 @@
 """`coachbot users ...` and `coachbot sessions ...`: commands over bot.store.users and
 bot.store.sessions (registered on the main app in bot/cli/main.py).
+
+Names, transcripts, answers and comments are stored text: they are printed verbatim, never as
+Rich markup.
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from bot.cli import common
-from bot.cli.common import JsonFlag, console, fail, guard, print_json
+from bot.cli.common import JsonFlag, console, fail, guard, line, print_json
 from bot.errors import CoachbotError
 
 users_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -59,7 +63,10 @@ def users_add(
     if as_json:
         print_json({"ok": True, "user": user.model_dump(mode="json"), "file": str(store.path)})
         return
-    console.print(f"Added [bold]{user.identifier}[/] ({user.role}) to {store.path}.")
+    console.print(
+        line("Added ", (user.identifier, "bold"), f" ({user.role}) to {store.path}."),
+        highlight=False,
+    )
 
 
 @users_app.command("passwd")
@@ -77,7 +84,7 @@ def users_passwd(
     if as_json:
         print_json({"ok": True, "user": name})
         return
-    console.print(f"Password changed for [bold]{name}[/].")
+    console.print(line("Password changed for ", (name, "bold"), "."), highlight=False)
 
 
 @users_app.command("list")
@@ -97,14 +104,15 @@ def users_list(as_json: JsonFlag = False) -> None:
     if not users:
         console.print(
             f"No users in {store.path}. With COACHBOT_AUTH=auto the app asks for no login "
-            "until you add one (`coachbot users add NAME --role trainee`)."
+            "until you add one (`coachbot users add NAME --role trainee`).",
+            markup=False,
         )
         return
-    table = Table(title=f"Users ({store.path})")
+    table = Table(title=Text(f"Users ({store.path})"))
     for column in ("user", "role", "created"):
         table.add_column(column)
     for user in users:
-        table.add_row(user.identifier, user.role, f"{user.created_at:%Y-%m-%d %H:%M}")
+        table.add_row(Text(user.identifier), Text(user.role), f"{user.created_at:%Y-%m-%d %H:%M}")
     console.print(table)
 
 
@@ -119,7 +127,7 @@ def users_remove(
     if as_json:
         print_json({"ok": True, "removed": user.model_dump(mode="json")})
         return
-    console.print(f"Removed [bold]{user.identifier}[/] ({user.role}).")
+    console.print(line("Removed ", (user.identifier, "bold"), f" ({user.role})."), highlight=False)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -172,7 +180,7 @@ def sessions_list(
         right = column in ("turns", "score", "👍/👎")
         table.add_column(column, overflow="fold", justify="right" if right else "left")
     for s in found:
-        table.add_row(
+        cells = (
             s.id[:8],
             f"{s.created_at.astimezone():%Y-%m-%d %H:%M}",
             s.user or "-",
@@ -185,7 +193,14 @@ def sessions_list(
             "-" if s.score is None else str(s.score),
             f"{s.feedback_up}/{s.feedback_down}",
         )
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
+
+
+def _mood(turn: Any) -> str:
+    state = turn.state
+    heard = "feels heard" if state.feels_heard else "not heard yet"
+    return f"  (anger {state.anger}/10, trust {state.trust}/10, {heard}, {turn.beat})"
 
 
 def _print_practice(record: Any) -> None:
@@ -196,31 +211,23 @@ def _print_practice(record: Any) -> None:
         console.print("No transcript saved yet.")
         return
     name = transcript.customer_name
-    start = transcript.start_state
-    console.print(
-        f"[bold red]{name}>[/] {transcript.opening_line}  [dim](anger {start.anger}/10)[/]",
-        highlight=False,
-    )
+    anger = f"  (anger {transcript.start_state.anger}/10)"
+    console.print(line((f"{name}>", "bold red"), " ", transcript.opening_line, (anger, "dim")))
     hints = {h.turn: h for h in transcript.hints}
     if 0 in hints:
-        console.print(f"[yellow]hint:[/] {hints[0].text}", highlight=False)
+        console.print(line(("hint:", "yellow"), " ", hints[0].text))
     for turn in transcript.turns:
-        mood = turn.state
-        console.print(f"[bold cyan]{turn.index}. you>[/] {turn.trainee}", highlight=False)
-        console.print(
-            f"[bold red]   {name}>[/] {turn.customer}  [dim](anger {mood.anger}/10, trust "
-            f"{mood.trust}/10, {'feels heard' if mood.feels_heard else 'not heard yet'}, "
-            f"{turn.beat})[/]",
-            highlight=False,
-        )
+        console.print(line((f"{turn.index}. you>", "bold cyan"), " ", turn.trainee))
+        mood = _mood(turn)
+        console.print(line((f"   {name}>", "bold red"), " ", turn.customer, (mood, "dim")))
         if turn.index in hints:
-            console.print(f"[yellow]hint:[/] {hints[turn.index].text}", highlight=False)
-    console.rule(f"Outcome: {transcript.outcome or 'unfinished'}")
+            console.print(line(("hint:", "yellow"), " ", hints[turn.index].text))
+    console.rule(Text(f"Outcome: {transcript.outcome or 'unfinished'}"))
     card = record.scorecard()
     if card is None:
         console.print("Not scored yet.")
     else:
-        console.print(format_scorecard(card), highlight=False)
+        console.print(format_scorecard(card), markup=False, highlight=False)
 
 
 def _print_coach(record: Any) -> None:
@@ -229,17 +236,39 @@ def _print_coach(record: Any) -> None:
         console.print("No questions asked yet.")
     for i, answer in enumerate(exchanges, start=1):
         console.rule(f"Question {i}")
-        console.print(f"[bold cyan]agent>[/] {answer.question}", highlight=False)
-        console.print(f"[bold green]coach>[/] {answer.answer}", highlight=False)
+        console.print(line(("agent>", "bold cyan"), " ", answer.question))
+        console.print(line(("coach>", "bold green"), " ", answer.answer))
         for c in answer.citations:
             meta = c.metadata
-            console.print(
-                f"  [dim][{c.number}] {meta.get('title')} — {meta.get('section')} "
-                f"({meta.get('origin')})[/]",
-                highlight=False,
-            )
+            source = f"  [{c.number}] {meta.get('title')} — {meta.get('section')} "
+            console.print(line((f"{source}({meta.get('origin')})", "dim")))
         if answer.flags:
-            console.print(f"  [dim]flags: {', '.join(answer.flags)}[/]")
+            console.print(line((f"  flags: {', '.join(answer.flags)}", "dim")))
+
+
+def _print_header(record: Any) -> None:
+    title = record.scenario_title or record.scenario_id or "coach"
+    details = [record.kind, record.status]
+    if record.difficulty:
+        details.append(record.difficulty)
+    role = f" ({record.role})" if record.role else ""
+    score = f", score {record.score}/100" if record.score is not None else ""
+    console.print(
+        line(
+            (record.id, "bold"),
+            f"  {title} ({', '.join(details)})\n",
+            f"{record.user or 'anonymous'}{role}, ",
+            f"{record.created_at.astimezone():%Y-%m-%d %H:%M}, {record.turns} turn(s){score}",
+        )
+    )
+
+
+def _print_feedback(record: Any) -> None:
+    console.rule("Feedback")
+    for f in record.feedback:
+        thumb = "👍" if f.value == 1 else "👎"
+        comment = f": {f.comment}" if f.comment else ""
+        console.print(line(f"{thumb} {f.user or 'anonymous'}{comment}"))
 
 
 @sessions_app.command("show")
@@ -253,24 +282,10 @@ def sessions_show(
     if as_json:
         print_json({"ok": True, "session": record.model_dump(mode="json")})
         return
-    title = record.scenario_title or record.scenario_id or "coach"
-    details = [record.kind, record.status]
-    if record.difficulty:
-        details.append(record.difficulty)
-    console.print(
-        f"[bold]{record.id}[/]  {title} ({', '.join(details)})\n"
-        f"{record.user or 'anonymous'}{f' ({record.role})' if record.role else ''}, "
-        f"{record.created_at.astimezone():%Y-%m-%d %H:%M}, {record.turns} turn(s)"
-        + (f", score {record.score}/100" if record.score is not None else ""),
-        highlight=False,
-    )
+    _print_header(record)
     guard(
         lambda: _print_practice(record) if record.kind == "practice" else _print_coach(record),
         as_json,
     )
     if record.feedback:
-        console.rule("Feedback")
-        for f in record.feedback:
-            thumb = "👍" if f.value == 1 else "👎"
-            comment = f": {f.comment}" if f.comment else ""
-            console.print(f"{thumb} {f.user or 'anonymous'}{comment}", highlight=False)
+        _print_feedback(record)
