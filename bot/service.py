@@ -220,12 +220,14 @@ class PracticeRun:
         user: str | None = None,
         role: str | None = None,
         thread_id: str | None = None,
+        save: bool = True,
     ) -> None:
         self.services = services
         self.simulator = services.customer(scenario_id, difficulty, seed)
         self.scenario = self.simulator.scenario
         self.scorecard: Scorecard | None = None
         self.save = _Saver(services)
+        self.saving = save  # False: nothing is written to the session store (coachbot --no-save)
         self._notices: list[str] = []
         self.session_id = uuid.uuid4().hex  # chosen now, so saves can queue behind the start
 
@@ -254,6 +256,8 @@ class PracticeRun:
         return self.simulator.finished or self.scorecard is not None
 
     def _save_transcript(self) -> None:
+        if not self.saving:
+            return
         transcript = self.simulator.transcript.model_copy(deep=True)
         scorecard = self.scorecard
 
@@ -310,11 +314,13 @@ class CoachRun:
         user: str | None = None,
         role: str | None = None,
         thread_id: str | None = None,
+        save: bool = True,
     ) -> None:
         self.services = services
         self.coach = services.coach()
         self.history: list[dict[str, str]] = []
         self.save = _Saver(services)
+        self.saving = save  # False: the history is kept, nothing is written to the store
         self.session_id = uuid.uuid4().hex
         self._started = False
         self._who = {"user": user, "role": role, "thread_id": thread_id}
@@ -339,6 +345,8 @@ class CoachRun:
             {"role": "user", "content": answer.question},
             {"role": "assistant", "content": answer.answer},
         ]
+        if not self.saving:
+            return
 
         def save() -> None:
             store = self.services.store

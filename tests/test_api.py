@@ -17,6 +17,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage
 from typer.testing import CliRunner
 
+from bot.cli import common
 from bot.cli import main as cli
 from bot.config import PROJECT_ROOT, Settings
 from bot.errors import ModelUnavailableError
@@ -283,7 +284,7 @@ def cli_api(tmp_path, monkeypatch):
 
     def use(url: str, **overrides: object) -> Settings:
         settings = api_settings(tmp_path, url, **overrides)
-        monkeypatch.setattr(cli, "get_settings", lambda: settings)
+        monkeypatch.setattr(common, "get_settings", lambda: settings)
         return settings
 
     return use

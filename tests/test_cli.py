@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from bot.cli import common
 from bot.cli import main as cli
 from bot.cli.doctor import Check
 
@@ -15,7 +16,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def cli_env(settings, monkeypatch):
-    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    monkeypatch.setattr(common, "get_settings", lambda: settings)
     return settings
 
 

@@ -9,11 +9,13 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
 
+from bot.cli import common
 from bot.cli import main as cli
 from bot.coach.answer_text import enforce_citations, parse_answer, rewrite_query
 from bot.coach.coach import Coach
+from bot.config import PROJECT_ROOT
 from bot.knowledge import KnowledgeIndex
-from tests.conftest import PROMPTS
+from tests.conftest import PROMPTS, make_settings
 
 
 class CountingModel(FakeListChatModel):
@@ -170,11 +172,40 @@ def test_parse_is_tolerant():
     assert enforce_citations("a [1] b [5].", 2) == ("a [1] b.", [1], True)
 
 
-def test_cli_ask_json(index, engine, monkeypatch):
-    monkeypatch.setattr(
-        "bot.llm.make_chat_model", lambda settings, **kw: FakeListChatModel(responses=[GOOD])
-    )
+class RecordingModel(FakeListChatModel):
+    """A fake chat model that keeps the text of every prompt it streams an answer to."""
+
+    prompts: ClassVar[list[str]] = []
+
+    def _stream(self, messages, *args, **kwargs):
+        RecordingModel.prompts.append("\n".join(str(m.content) for m in messages))
+        yield from super()._stream(messages, *args, **kwargs)
+
+
+@pytest.fixture
+def cli_coach(tmp_path, index, monkeypatch):
+    """The CLI's coach on a fake model and the shared index; sessions saved under tmp_path."""
+    settings = make_settings(tmp_path, knowledge_dir=PROJECT_ROOT / "knowledge")
+    monkeypatch.setattr(common, "get_settings", lambda: settings)
     monkeypatch.setattr("bot.knowledge.KnowledgeIndex", lambda settings: index)
+    RecordingModel.prompts = []
+    monkeypatch.setattr(
+        "bot.llm.make_chat_model", lambda settings, **kw: RecordingModel(responses=[GOOD])
+    )
+    return settings
+
+
+def saved_sessions(settings):
+    from bot.store.sessions import SessionStore
+
+    store = SessionStore.from_settings(settings)
+    try:
+        return store.list_sessions()
+    finally:
+        store.close()
+
+
+def test_cli_ask_json(cli_coach):
     result = CliRunner().invoke(cli.app, ["ask", "He is shouting about his parcel", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -186,6 +217,51 @@ def test_cli_ask_json(index, engine, monkeypatch):
 def test_cli_ask_empty_question_is_one_line_error():
     result = CliRunner().invoke(cli.app, ["ask", "   "])
     assert result.exit_code == 1 and "empty" in result.stderr
+
+
+def test_cli_ask_saves_the_exchange_unless_no_save(cli_coach):
+    result = CliRunner().invoke(cli.app, ["ask", "He is shouting about his parcel", "--json"])
+    assert result.exit_code == 0, result.output
+    session_id = json.loads(result.stdout)["session_id"]
+    [saved] = saved_sessions(cli_coach)
+    assert (saved.id, saved.kind, saved.turns) == (session_id, "coach", 1)
+
+    result = CliRunner().invoke(
+        cli.app, ["ask", "He is shouting about his parcel", "--json", "--no-save"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["session_id"] is None
+    assert [s.id for s in saved_sessions(cli_coach)] == [session_id]
+
+
+def test_cli_ask_without_a_question_is_a_conversation(cli_coach):
+    first = "The customer keeps shouting about the broken parcel"
+    result = CliRunner().invoke(
+        cli.app,
+        ["ask", "--json"],
+        input=f"{first}\n   \nand if that doesn't work?\n/quit\nnot this\n",
+    )
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["ok"] for a in answers] == [True, False, True]
+    assert "empty" in answers[1]["error"]
+    # The follow-up sees the earlier exchange: retrieval and the model's prompt use it.
+    assert answers[2]["question"] == "and if that doesn't work?"
+    assert answers[2]["retrieval_query"].startswith(first)
+    assert len(RecordingModel.prompts) == 2
+    assert first in RecordingModel.prompts[1]
+    assert answers[0]["session_id"] == answers[2]["session_id"]
+    [saved] = saved_sessions(cli_coach)
+    assert saved.turns == 2
+
+
+def test_cli_ask_conversation_in_the_terminal(cli_coach):
+    result = CliRunner().invoke(
+        cli.app, ["ask"], input="He is shouting about his parcel\nand if he goes on?\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("Say: You have every right to be upset") == 4  # streamed, final
+    assert "Saved as session" in result.stdout
 
 
 @pytest.mark.integration

@@ -326,10 +326,11 @@ def test_cli_ingest_and_doctor_report_the_rebuild(small, monkeypatch):
 
     from typer.testing import CliRunner
 
+    from bot.cli import common
     from bot.cli import main as cli
     from bot.cli.doctor import check_index
 
-    monkeypatch.setattr(cli, "get_settings", lambda: small)
+    monkeypatch.setattr(common, "get_settings", lambda: small)
     small.chroma_dir.parent.mkdir(parents=True)
     small.chroma_dir.write_text("not a directory")
     result = CliRunner().invoke(cli.app, ["ingest"])

@@ -14,6 +14,7 @@ import yaml
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
 
+from bot.cli import common
 from bot.cli import main as cli
 from bot.config import PROJECT_ROOT
 from bot.errors import DataValidationError
@@ -22,7 +23,7 @@ from bot.roleplay.models import Transcript
 from bot.roleplay.scenarios import load_scenario, load_scenarios
 from bot.roleplay.scoring import format_scorecard, score_transcript
 from bot.roleplay.simulator import CustomerSimulator, run_script
-from tests.conftest import PROMPTS, line_problem
+from tests.conftest import PROMPTS, line_problem, make_settings
 
 SCENARIOS_DIR = PROJECT_ROOT / "prompts" / "scenarios"
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
@@ -325,8 +326,27 @@ def test_saved_transcript_scores_the_same(scenarios, engine, tmp_path):
 
 
 @pytest.fixture
-def fake_llm(monkeypatch):
+def cli_settings(tmp_path, monkeypatch):
+    """The CLI on the shipped knowledge and prompts, saving sessions under tmp_path."""
+    settings = make_settings(tmp_path, knowledge_dir=PROJECT_ROOT / "knowledge")
+    monkeypatch.setattr(common, "get_settings", lambda: settings)
+    return settings
+
+
+@pytest.fixture
+def fake_llm(monkeypatch, cli_settings):
     monkeypatch.setattr("bot.llm.make_chat_model", lambda settings, **kw: fake_model())
+    return cli_settings
+
+
+def saved_sessions(settings):
+    from bot.store.sessions import SessionStore
+
+    store = SessionStore.from_settings(settings)
+    try:
+        return store.list_sessions()
+    finally:
+        store.close()
 
 
 def test_cli_scenarios_json():
@@ -353,6 +373,69 @@ def test_cli_scripted_roleplay_json_and_score(fake_llm, tmp_path):
     scored = CliRunner().invoke(cli.app, ["score", str(saved), "--json"])
     assert scored.exit_code == 0
     assert json.loads(scored.stdout)["scorecard"]["score"] == data["scorecard"]["score"]
+
+
+def test_cli_scripted_roleplay_is_saved_like_the_apps_unless_no_save(fake_llm):
+    script = SCRIPTS_DIR / "damaged-delivery" / "empathetic.txt"
+    args = ["roleplay", "-s", "damaged-delivery", "--turns", str(script), "--json"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    [saved] = saved_sessions(fake_llm)
+    assert (saved.id, saved.kind, saved.scenario_id) == (
+        data["session_id"],
+        "practice",
+        "damaged-delivery",
+    )
+    assert saved.turns == len(data["turns"]) and saved.score == data["scorecard"]["score"]
+    assert saved.outcome == data["outcome"]
+
+    result = CliRunner().invoke(cli.app, [*args, "--no-save"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["session_id"] is None
+    assert [s.id for s in saved_sessions(fake_llm)] == [saved.id]
+
+
+def test_cli_scripted_line_is_cut_like_the_apps_with_a_notice(fake_llm, tmp_path):
+    from bot.llm.tokens import count_tokens
+
+    long_line = "I am so sorry, that sounds really frustrating and I want to help. " * 40
+    script = tmp_path / "long.txt"
+    script.write_text(f"{long_line}\nI see, please go on.\n")
+    result = CliRunner().invoke(
+        cli.app, ["roleplay", "-s", "damaged-delivery", "--turns", str(script), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    said = data["turns"][0]["trainee"]
+    assert long_line.startswith(said) and count_tokens(said) <= 200 < count_tokens(long_line)
+    assert data["turns"][1]["trainee"] == "I see, please go on."
+    assert "only the first" in data["notices"][0]
+    assert data["notices"][0] in " ".join(result.stderr.split())
+
+    human = CliRunner().invoke(
+        cli.app, ["roleplay", "-s", "damaged-delivery", "--turns", str(script), "--no-save"]
+    )
+    assert human.exit_code == 0, human.output
+    assert f"you> {said}" in " ".join(human.stdout.split())
+    assert "only the first" in human.stderr
+
+
+def test_cli_roleplay_says_when_the_session_could_not_be_saved(fake_llm, monkeypatch):
+    from bot.errors import StorageError
+    from bot.service import SAVE_FAILED
+
+    def unavailable(settings):
+        raise StorageError("the database is locked")
+
+    monkeypatch.setattr("bot.store.sessions.SessionStore.from_settings", unavailable)
+    script = SCRIPTS_DIR / "damaged-delivery" / "empathetic.txt"
+    result = CliRunner().invoke(
+        cli.app, ["roleplay", "-s", "damaged-delivery", "--turns", str(script), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["notices"] == [SAVE_FAILED, cli.UNSAVED]
+    assert "this session was not saved" in " ".join(result.stderr.split())
 
 
 def test_cli_roleplay_errors_are_one_line(fake_llm, tmp_path):

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 from typer.testing import CliRunner
 
-from bot.cli import admin as cli_admin
+from bot.cli import common
 from bot.cli import main as cli
 from bot.coach.models import Citation, CoachAnswer
 from bot.errors import CoachbotError, StorageError
@@ -605,7 +605,7 @@ def test_chainlit_sqlalchemy_data_layer_round_trip(tmp_path, chainlit_root, capl
 @pytest.fixture
 def cli_settings(tmp_path, monkeypatch):
     settings = make_settings(tmp_path)
-    monkeypatch.setattr(cli_admin, "get_settings", lambda: settings)
+    monkeypatch.setattr(common, "get_settings", lambda: settings)
     return settings
 
 
@@ -679,6 +679,34 @@ def test_sessions_show_coach_and_json(filled):
     )
     assert data["ok"] and data["session"]["id"] == filled["coach"]
     assert data["session"]["payload"]["exchanges"][0]["question"] == "They are shouting at me"
+
+
+MARKUP = "Sorry [/] see [link=http://x]y[/link] and [bold]this[/]"
+
+
+def test_sessions_show_prints_stored_text_verbatim_not_as_markup(cli_settings, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    store = SessionStore.from_settings(cli_settings)
+    practice = store.start_session("practice", user="[b]sam[/b]", thread_id="tp")
+    transcript = make_transcript(turns=2)
+    transcript.turns[0].trainee = MARKUP
+    transcript.turns[1].customer = "[red]Fine.[/red]"
+    store.save_practice(practice, transcript, make_scorecard(50))
+    store.record_feedback(thread_id="tp", step_id="a", value=0, comment="[/] [link=http://x]z")
+    coach = store.start_session("coach", user="ali")
+    store.add_coach_exchange(coach, make_answer(MARKUP))
+    store.close()
+
+    shown = runner.invoke(cli.app, ["sessions", "show", practice])
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    assert f"1. you> {MARKUP}" in shown.stdout
+    assert "[red]Fine.[/red]" in shown.stdout and "[b]sam[/b]" in shown.stdout
+    assert "[/] [link=http://x]z" in shown.stdout
+    asked = runner.invoke(cli.app, ["sessions", "show", coach])
+    assert asked.exit_code == 0, asked.output + asked.stderr
+    assert f"agent> {MARKUP}" in asked.stdout
+    listed = runner.invoke(cli.app, ["sessions", "list"])
+    assert listed.exit_code == 0 and "[b]sam[/b]" in listed.stdout
 
 
 def test_sessions_show_unknown_id(filled):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bot.cli import admin as cli_admin
+from bot.cli import common
 from bot.cli import main as cli
 from bot.errors import CoachbotError, DataValidationError
 from bot.store.users import AUTH_SECRET_FILE, UserStore, ensure_auth_secret, login_required
@@ -224,7 +224,7 @@ def test_auth_secret_is_created_once_and_reused(tmp_path, monkeypatch, capsys, c
 @pytest.fixture
 def cli_settings(tmp_path, monkeypatch):
     settings = make_settings(tmp_path)
-    monkeypatch.setattr(cli_admin, "get_settings", lambda: settings)
+    monkeypatch.setattr(common, "get_settings", lambda: settings)
     return settings
 
 

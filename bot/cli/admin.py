@@ -1,38 +1,25 @@
-"""`coachbot users ...` and `coachbot sessions ...`: thin commands over bot.store.users and
-bot.store.sessions.
+"""`coachbot users ...` and `coachbot sessions ...`: commands over bot.store.users and
+bot.store.sessions (registered on the main app in bot/cli/main.py).
 
-Registered on the main app in bot/cli/main.py. bot/cli/main.py imports this module at its top, so
-the shared helpers (``_guard``, ``_fail``, ``console``) are taken from it when a command runs, not
-at import time.
+Names, transcripts, answers and comments are stored text: they are printed verbatim, never as
+Rich markup.
 """
 
 from __future__ import annotations
 
 import sys
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from bot.config import get_settings
+from bot.cli import common
+from bot.cli.common import JsonFlag, console, fail, guard, line, print_json
 from bot.errors import CoachbotError
-
-# Same option as bot.cli.main.JsonFlag (defined again here: bot.cli.main imports this module first).
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 users_app = typer.Typer(no_args_is_help=True, add_completion=False)
 sessions_app = typer.Typer(no_args_is_help=True, add_completion=False)
-
-
-def _cli() -> ModuleType:
-    from bot.cli import main as cli
-
-    return cli
-
-
-def _json(data: Any) -> None:
-    _cli()._print_json(data)
 
 
 # --------------------------------------------------------------------------- users
@@ -41,16 +28,15 @@ def _json(data: Any) -> None:
 def _user_store() -> Any:
     from bot.store.users import UserStore
 
-    return UserStore.from_settings(get_settings())
+    return UserStore.from_settings(common.settings())
 
 
 def _read_password(password_stdin: bool, as_json: bool) -> str:
-    cli = _cli()
     if password_stdin:
         lines = sys.stdin.read().splitlines()
         return lines[0] if lines else ""
     if not sys.stdin.isatty():
-        cli._fail("no terminal to ask for the password: pipe it in with --password-stdin", as_json)
+        fail("no terminal to ask for the password: pipe it in with --password-stdin", as_json)
     return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
@@ -69,16 +55,18 @@ def users_add(
     """Add a login user (the password is stored as a bcrypt hash)."""
     from bot.store.users import ROLES
 
-    cli = _cli()
     if role not in ROLES:
-        cli._fail(f"unknown role {role!r} (one of: {', '.join(ROLES)})", as_json)
+        fail(f"unknown role {role!r} (one of: {', '.join(ROLES)})", as_json)
     password = _read_password(password_stdin, as_json)
-    store = cli._guard(_user_store, as_json)
-    user = cli._guard(lambda: store.add(name, password, role), as_json)
+    store = guard(_user_store, as_json)
+    user = guard(lambda: store.add(name, password, role), as_json)
     if as_json:
-        _json({"ok": True, "user": user.model_dump(mode="json"), "file": str(store.path)})
+        print_json({"ok": True, "user": user.model_dump(mode="json"), "file": str(store.path)})
         return
-    cli.console.print(f"Added [bold]{user.identifier}[/] ({user.role}) to {store.path}.")
+    console.print(
+        line("Added ", (user.identifier, "bold"), f" ({user.role}) to {store.path}."),
+        highlight=False,
+    )
 
 
 @users_app.command("passwd")
@@ -88,26 +76,24 @@ def users_passwd(
     as_json: JsonFlag = False,
 ) -> None:
     """Set a new password for a user."""
-    cli = _cli()
-    store = cli._guard(_user_store, as_json)
-    if cli._guard(lambda: store.get(name), as_json) is None:
-        cli._fail(f"no user {name!r} in {store.path} (see `coachbot users list`)", as_json)
+    store = guard(_user_store, as_json)
+    if guard(lambda: store.get(name), as_json) is None:
+        fail(f"no user {name!r} in {store.path} (see `coachbot users list`)", as_json)
     password = _read_password(password_stdin, as_json)
-    cli._guard(lambda: store.set_password(name, password), as_json)
+    guard(lambda: store.set_password(name, password), as_json)
     if as_json:
-        _json({"ok": True, "user": name})
+        print_json({"ok": True, "user": name})
         return
-    cli.console.print(f"Password changed for [bold]{name}[/].")
+    console.print(line("Password changed for ", (name, "bold"), "."), highlight=False)
 
 
 @users_app.command("list")
 def users_list(as_json: JsonFlag = False) -> None:
     """List the login users and their roles (never the password hashes)."""
-    cli = _cli()
-    store = cli._guard(_user_store, as_json)
-    users = cli._guard(store.list, as_json)
+    store = guard(_user_store, as_json)
+    users = guard(store.list, as_json)
     if as_json:
-        _json(
+        print_json(
             {
                 "ok": True,
                 "file": str(store.path),
@@ -116,17 +102,18 @@ def users_list(as_json: JsonFlag = False) -> None:
         )
         return
     if not users:
-        cli.console.print(
+        console.print(
             f"No users in {store.path}. With COACHBOT_AUTH=auto the app asks for no login "
-            "until you add one (`coachbot users add NAME --role trainee`)."
+            "until you add one (`coachbot users add NAME --role trainee`).",
+            markup=False,
         )
         return
-    table = Table(title=f"Users ({store.path})")
+    table = Table(title=Text(f"Users ({store.path})"))
     for column in ("user", "role", "created"):
         table.add_column(column)
     for user in users:
-        table.add_row(user.identifier, user.role, f"{user.created_at:%Y-%m-%d %H:%M}")
-    cli.console.print(table)
+        table.add_row(Text(user.identifier), Text(user.role), f"{user.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
 
 
 @users_app.command("remove")
@@ -135,13 +122,12 @@ def users_remove(
     as_json: JsonFlag = False,
 ) -> None:
     """Remove a login user (their saved sessions are kept)."""
-    cli = _cli()
-    store = cli._guard(_user_store, as_json)
-    user = cli._guard(lambda: store.remove(name), as_json)
+    store = guard(_user_store, as_json)
+    user = guard(lambda: store.remove(name), as_json)
     if as_json:
-        _json({"ok": True, "removed": user.model_dump(mode="json")})
+        print_json({"ok": True, "removed": user.model_dump(mode="json")})
         return
-    cli.console.print(f"Removed [bold]{user.identifier}[/] ({user.role}).")
+    console.print(line("Removed ", (user.identifier, "bold"), f" ({user.role})."), highlight=False)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -150,7 +136,7 @@ def users_remove(
 def _session_store() -> Any:
     from bot.store.sessions import SessionStore
 
-    return SessionStore.from_settings(get_settings())
+    return SessionStore.from_settings(common.settings())
 
 
 @sessions_app.command("list")
@@ -164,19 +150,18 @@ def sessions_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List saved sessions, newest first, with scores and thumbs."""
-    cli = _cli()
 
     def run() -> list[Any]:
         if kind is not None and kind not in ("practice", "coach"):
             raise CoachbotError(f"unknown kind {kind!r}", hint="practice or coach")
         return _session_store().list_sessions(user=user, kind=kind, role=role, limit=limit)
 
-    found = cli._guard(run, as_json)
+    found = guard(run, as_json)
     if as_json:
-        _json({"ok": True, "sessions": [s.model_dump(mode="json") for s in found]})
+        print_json({"ok": True, "sessions": [s.model_dump(mode="json") for s in found]})
         return
     if not found:
-        cli.console.print("No saved sessions.")
+        console.print("No saved sessions.")
         return
     table = Table(
         title="Saved sessions (newest first)",
@@ -195,7 +180,7 @@ def sessions_list(
         right = column in ("turns", "score", "👍/👎")
         table.add_column(column, overflow="fold", justify="right" if right else "left")
     for s in found:
-        table.add_row(
+        cells = (
             s.id[:8],
             f"{s.created_at.astimezone():%Y-%m-%d %H:%M}",
             s.user or "-",
@@ -208,63 +193,82 @@ def sessions_list(
             "-" if s.score is None else str(s.score),
             f"{s.feedback_up}/{s.feedback_down}",
         )
-    cli.console.print(table)
+        table.add_row(*(Text(cell) for cell in cells))
+    console.print(table)
+
+
+def _mood(turn: Any) -> str:
+    state = turn.state
+    heard = "feels heard" if state.feels_heard else "not heard yet"
+    return f"  (anger {state.anger}/10, trust {state.trust}/10, {heard}, {turn.beat})"
 
 
 def _print_practice(record: Any) -> None:
     from bot.roleplay.scoring import format_scorecard
 
-    console = _cli().console
     transcript = record.transcript()
     if transcript is None:
         console.print("No transcript saved yet.")
         return
     name = transcript.customer_name
-    start = transcript.start_state
-    console.print(
-        f"[bold red]{name}>[/] {transcript.opening_line}  [dim](anger {start.anger}/10)[/]",
-        highlight=False,
-    )
+    anger = f"  (anger {transcript.start_state.anger}/10)"
+    console.print(line((f"{name}>", "bold red"), " ", transcript.opening_line, (anger, "dim")))
     hints = {h.turn: h for h in transcript.hints}
     if 0 in hints:
-        console.print(f"[yellow]hint:[/] {hints[0].text}", highlight=False)
+        console.print(line(("hint:", "yellow"), " ", hints[0].text))
     for turn in transcript.turns:
-        mood = turn.state
-        console.print(f"[bold cyan]{turn.index}. you>[/] {turn.trainee}", highlight=False)
-        console.print(
-            f"[bold red]   {name}>[/] {turn.customer}  [dim](anger {mood.anger}/10, trust "
-            f"{mood.trust}/10, {'feels heard' if mood.feels_heard else 'not heard yet'}, "
-            f"{turn.beat})[/]",
-            highlight=False,
-        )
+        console.print(line((f"{turn.index}. you>", "bold cyan"), " ", turn.trainee))
+        mood = _mood(turn)
+        console.print(line((f"   {name}>", "bold red"), " ", turn.customer, (mood, "dim")))
         if turn.index in hints:
-            console.print(f"[yellow]hint:[/] {hints[turn.index].text}", highlight=False)
-    console.rule(f"Outcome: {transcript.outcome or 'unfinished'}")
+            console.print(line(("hint:", "yellow"), " ", hints[turn.index].text))
+    console.rule(Text(f"Outcome: {transcript.outcome or 'unfinished'}"))
     card = record.scorecard()
     if card is None:
         console.print("Not scored yet.")
     else:
-        console.print(format_scorecard(card), highlight=False)
+        console.print(format_scorecard(card), markup=False, highlight=False)
 
 
 def _print_coach(record: Any) -> None:
-    console = _cli().console
     exchanges = record.exchanges()
     if not exchanges:
         console.print("No questions asked yet.")
     for i, answer in enumerate(exchanges, start=1):
         console.rule(f"Question {i}")
-        console.print(f"[bold cyan]agent>[/] {answer.question}", highlight=False)
-        console.print(f"[bold green]coach>[/] {answer.answer}", highlight=False)
+        console.print(line(("agent>", "bold cyan"), " ", answer.question))
+        console.print(line(("coach>", "bold green"), " ", answer.answer))
         for c in answer.citations:
             meta = c.metadata
-            console.print(
-                f"  [dim][{c.number}] {meta.get('title')} — {meta.get('section')} "
-                f"({meta.get('origin')})[/]",
-                highlight=False,
-            )
+            source = f"  [{c.number}] {meta.get('title')} — {meta.get('section')} "
+            console.print(line((f"{source}({meta.get('origin')})", "dim")))
         if answer.flags:
-            console.print(f"  [dim]flags: {', '.join(answer.flags)}[/]")
+            console.print(line((f"  flags: {', '.join(answer.flags)}", "dim")))
+
+
+def _print_header(record: Any) -> None:
+    title = record.scenario_title or record.scenario_id or "coach"
+    details = [record.kind, record.status]
+    if record.difficulty:
+        details.append(record.difficulty)
+    role = f" ({record.role})" if record.role else ""
+    score = f", score {record.score}/100" if record.score is not None else ""
+    console.print(
+        line(
+            (record.id, "bold"),
+            f"  {title} ({', '.join(details)})\n",
+            f"{record.user or 'anonymous'}{role}, ",
+            f"{record.created_at.astimezone():%Y-%m-%d %H:%M}, {record.turns} turn(s){score}",
+        )
+    )
+
+
+def _print_feedback(record: Any) -> None:
+    console.rule("Feedback")
+    for f in record.feedback:
+        thumb = "👍" if f.value == 1 else "👎"
+        comment = f": {f.comment}" if f.comment else ""
+        console.print(line(f"{thumb} {f.user or 'anonymous'}{comment}"))
 
 
 @sessions_app.command("show")
@@ -274,29 +278,14 @@ def sessions_show(
 ) -> None:
     """Show one session: the transcript with the mood per turn and the scorecard, or the coach's
     questions and answers."""
-    cli = _cli()
-    record = cli._guard(lambda: _session_store().get_session(session_id), as_json)
+    record = guard(lambda: _session_store().get_session(session_id), as_json)
     if as_json:
-        _json({"ok": True, "session": record.model_dump(mode="json")})
+        print_json({"ok": True, "session": record.model_dump(mode="json")})
         return
-    title = record.scenario_title or record.scenario_id or "coach"
-    details = [record.kind, record.status]
-    if record.difficulty:
-        details.append(record.difficulty)
-    cli.console.print(
-        f"[bold]{record.id}[/]  {title} ({', '.join(details)})\n"
-        f"{record.user or 'anonymous'}{f' ({record.role})' if record.role else ''}, "
-        f"{record.created_at.astimezone():%Y-%m-%d %H:%M}, {record.turns} turn(s)"
-        + (f", score {record.score}/100" if record.score is not None else ""),
-        highlight=False,
-    )
-    cli._guard(
+    _print_header(record)
+    guard(
         lambda: _print_practice(record) if record.kind == "practice" else _print_coach(record),
         as_json,
     )
     if record.feedback:
-        cli.console.rule("Feedback")
-        for f in record.feedback:
-            thumb = "👍" if f.value == 1 else "👎"
-            comment = f": {f.comment}" if f.comment else ""
-            cli.console.print(f"{thumb} {f.user or 'anonymous'}{comment}", highlight=False)
+        _print_feedback(record)

@@ -8,27 +8,13 @@ baseline or option, or the model is unavailable); 130 interrupted.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-SETUP_ERROR = 2
-
-
-def _error(message: str, as_json: bool) -> typer.Exit:
-    from rich.console import Console
-
-    message = " ".join(message.split())  # one line, even for a YAML parser's message
-
-    if as_json:
-        print(json.dumps({"ok": False, "error": message, "exit_code": SETUP_ERROR}))
-    Console(stderr=True).print(
-        f"[bold red]coachbot: error:[/] {message}", highlight=False, soft_wrap=True
-    )
-    return typer.Exit(SETUP_ERROR)
+from bot.cli import common
+from bot.cli.common import SETUP_ERROR, JsonFlag, console, err_console, guard
 
 
 def eval_command(
@@ -70,17 +56,11 @@ def eval_command(
             "--threshold", min=0.0, max=1.0, help="Pass rate a case needs (overrides suites)."
         ),
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Run eval suites against the bot: pass rates, baseline regressions, reports."""
-    from rich.console import Console
-
-    from bot.errors import CoachbotError
-
-    console = Console()
-    err_console = Console(stderr=True)
-    try:
-        code = _run(
+    code = guard(
+        lambda: _run(
             suites or [],
             filter_,
             repeat,
@@ -91,22 +71,10 @@ def eval_command(
             no_cache,
             threshold,
             as_json,
-            console,
-            err_console,
-        )
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        raise typer.Exit(130) from None
-    except CoachbotError as exc:
-        raise _error(str(exc), as_json) from None
-    except Exception as exc:
-        if os.environ.get("COACHBOT_DEBUG"):
-            raise
-        raise _error(
-            f"{type(exc).__name__}: {exc} (set COACHBOT_DEBUG=1 for details)", as_json
-        ) from None
+        ),
+        as_json,
+        SETUP_ERROR,
+    )
     raise typer.Exit(code)
 
 
@@ -121,12 +89,10 @@ def _run(
     no_cache: bool,
     threshold: float | None,
     as_json: bool,
-    console: Any,
-    err_console: Any,
 ) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bot.config import PROJECT_ROOT, get_settings
+    from bot.config import PROJECT_ROOT
     from bot.errors import DataValidationError
     from bot.evals.baseline import compare, load_baseline, save_baseline
     from bot.evals.reports import print_terminal, write_reports
@@ -136,7 +102,7 @@ def _run(
     from bot.guidance.engine import load_catalogue
     from bot.roleplay.scenarios import load_scenarios
 
-    settings = get_settings()
+    settings = common.settings()
     catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
     scenarios, _ = load_scenarios(settings.prompts_dir / "scenarios")
     checker = Checker.for_catalogue(catalogue, scenarios, SCRIPTS_DIR)

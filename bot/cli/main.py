@@ -1,28 +1,45 @@
 """The `coachbot` command line: a thin layer over the core modules.
 
 Every command takes ``--json`` for machine-readable output and exits non-zero with a one-line
-reason on failure (set ``COACHBOT_DEBUG=1`` to see the traceback instead).
+reason on failure (set ``COACHBOT_DEBUG=1`` to see the traceback instead). Practice and coaching
+go through bot.service (the app's composition root), so they are cleaned, checked and saved as
+in the app. The shared helpers are in bot/cli/common.py; this module registers every command.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from bot.cli import common
 from bot.cli.admin import sessions_app, users_app
+from bot.cli.common import (
+    QUIT,
+    JsonFlag,
+    console,
+    err_console,
+    guard,
+    line,
+    notice,
+    print_json,
+    read_line,
+    status,
+)
 from bot.cli.evals import eval_command
-from bot.config import get_settings
-from bot.errors import CoachbotError, describe_failure
-from bot.prompts import PromptLibrary
+from bot.errors import CoachbotError, StorageError, describe_failure
+
+if TYPE_CHECKING:
+    from bot.coach.models import CoachAnswer, CoachEvent
+    from bot.llm.chat import ChatSession
+    from bot.roleplay.models import Hint, Turn
+    from bot.roleplay.scoring import Scorecard
+    from bot.service import CoachRun, PracticeRun
 
 app = typer.Typer(
     name="coachbot",
@@ -31,79 +48,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-T = TypeVar("T")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-_shown: set[str] = set()
-
-
-def _notice(text: str) -> None:
-    """Print a notice for the user (once per command) as a yellow line on stderr."""
-    if text not in _shown:
-        _shown.add(text)
-        err_console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
-
-
-class _WarningsAsNotices(logging.Handler):
-    """Warnings of the core modules (a rebuilt index, a fallback answer, a queued save)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        _notice(record.getMessage())
-
-
-_warnings = _WarningsAsNotices(logging.WARNING)
+NoSave = Annotated[
+    bool,
+    typer.Option("--no-save", help="Do not save the session (see `coachbot sessions list`)."),
+]
+UNSAVED = (
+    "The database is still unavailable: this session was not saved (coachbot keeps unsaved "
+    "sessions only while it runs)."
+)
 
 
 @app.callback()
 def _setup() -> None:
     # Runs before every command: core warnings become notices instead of bare log lines.
-    _shown.clear()
-    if _warnings not in logging.getLogger("bot").handlers:
-        logging.getLogger("bot").addHandler(_warnings)
-
-
-def _fail(message: str, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"ok": False, "error": message}))
-    err_console.print(f"[bold red]coachbot: error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def _guard(fn: Callable[[], T], as_json: bool = False) -> T:
-    """Run ``fn``; turn any failure into a one-line message and exit code 1."""
-    try:
-        return fn()
-    except typer.Exit:
-        raise
-    except CoachbotError as exc:
-        _fail(str(exc), as_json)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if os.environ.get("COACHBOT_DEBUG"):
-            raise
-        if type(exc).__module__.startswith(("openai", "langchain_openai")):
-            _fail(str(_api_error(exc)), as_json)  # e.g. OpenAI embeddings: cause, fix, no key
-        _fail(f"{type(exc).__name__}: {exc} (set COACHBOT_DEBUG=1 for details)", as_json)
-    raise AssertionError("unreachable")
-
-
-def _api_error(exc: Exception) -> Exception:
-    import openai
-
-    from bot.llm.api import settings_api_error
-
-    if not isinstance(exc, openai.APIError):
-        return exc
-    settings = get_settings()
-    return settings_api_error(exc, settings, settings.openai_embedding_model)
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    common.start_command()
 
 
 @app.command()
@@ -117,31 +76,26 @@ def ingest(
     from bot.knowledge import KnowledgeIndex
 
     def run() -> None:
-        index = KnowledgeIndex(get_settings())
-        with console.status("Indexing knowledge…", spinner="dots") if not as_json else _null():
+        index = KnowledgeIndex(common.settings())
+        with status("Indexing knowledge…", as_json):
             report = index.ingest(path)
         if as_json:
-            _print_json({"ok": True, **report.to_dict()})
+            print_json({"ok": True, **report.to_dict()})
             return
         c = report.to_dict()["counts"]
         console.print(
-            f"Knowledge index [bold]{report.collection}[/]: {c['added']} added, "
-            f"{c['updated']} updated, {c['removed']} removed, {c['unchanged']} unchanged; "
-            f"{report.chunks_written} chunks written, {report.chunks_total} in total "
-            f"({report.seconds:.2f} s)."
+            line(
+                "Knowledge index ",
+                (report.collection, "bold"),
+                f": {c['added']} added, {c['updated']} updated, {c['removed']} removed, "
+                f"{c['unchanged']} unchanged; {report.chunks_written} chunks written, "
+                f"{report.chunks_total} in total ({report.seconds:.2f} s).",
+            )
         )
         for skipped in report.skipped:
-            err_console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}")
+            err_console.print(line(("skipped", "yellow"), f" {skipped.path}: {skipped.reason}"))
 
-    _guard(run, as_json)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    guard(run, as_json)
 
 
 @app.command()
@@ -154,21 +108,67 @@ def retrieve(
     from bot.knowledge import KnowledgeIndex
 
     def run() -> None:
-        hits = KnowledgeIndex(get_settings()).search(query, k=k)
+        hits = KnowledgeIndex(common.settings()).search(query, k=k)
         if as_json:
-            _print_json({"ok": True, "query": query, "results": [h.to_dict() for h in hits]})
+            print_json({"ok": True, "query": query, "results": [h.to_dict() for h in hits]})
             return
         if not hits:
             console.print("No passages found. Run `coachbot ingest` first?")
         for rank, hit in enumerate(hits, start=1):
             meta = hit.metadata
             console.rule(
-                f"[bold]{rank}[/]  score {hit.score:.3f}  {meta.get('title')} — "
-                f"{meta.get('section')}  [dim]({meta.get('origin')})[/]"
+                line(
+                    (str(rank), "bold"),
+                    f"  score {hit.score:.3f}  {meta.get('title')} — {meta.get('section')}  ",
+                    (f"({meta.get('origin')})", "dim"),
+                )
             )
-            console.print(hit.text, highlight=False)
+            console.print(hit.text, markup=False, highlight=False)
 
-    _guard(run, as_json)
+    guard(run, as_json)
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _detections(text: str, customer: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """The cleaned line and the guidance behaviours it follows or breaks, with their sources."""
+    from bot.guidance.engine import DetectionContext, cited_source
+    from bot.inputs import clean_user_text
+
+    services = common.services()
+    settings, engine = services.settings, services.guidance
+    cleaned = clean_user_text(text, max_tokens=400, count_tokens=None).text
+    context = DetectionContext(customer_last=customer) if customer else None
+    results = []
+    for d in engine.detect(cleaned, context):
+        behaviour = engine.catalogue.get(d.behaviour_id)
+        results.append(
+            {
+                **d.to_dict(),
+                "description": behaviour.description,
+                "why": behaviour.why,
+                "source": cited_source(behaviour, settings.knowledge_dir),
+            }
+        )
+    return cleaned, results
+
+
+def _print_detection(r: dict[str, Any]) -> None:
+    colour, mark = ("green", "✔ do") if r["kind"] == "do" else ("red", "✘ avoid")
+    how = f"({r['method']}, confidence {r['confidence']:.2f})"
+    console.print(line((mark, f"bold {colour}"), " ", (r["name"], "bold"), " ", (how, "dim")))
+    console.print(line(f"   evidence: “{r['evidence']}”"))
+    console.print(line(f"   why: {r['why']}"))
+    src = r["source"]
+    console.print(
+        line(
+            "   source: ",
+            (src["quote"], "italic"),
+            f" — {src['title'] or src['origin']} ",
+            (f"({src['origin']})", "dim"),
+        )
+    )
 
 
 @app.command()
@@ -181,57 +181,43 @@ def check(
     as_json: JsonFlag = False,
 ) -> None:
     """Which pieces of the articles' advice TEXT follows or breaks, with the cited passages."""
-    from bot.guidance.engine import DetectionContext, cited_source, default_engine
-    from bot.inputs import clean_user_text
 
     def run() -> None:
-        settings = get_settings()
-        engine = default_engine(settings.knowledge_dir / "guidance.yaml")
-        line = clean_user_text(text, max_tokens=400, count_tokens=None).text
-        context = DetectionContext(customer_last=customer) if customer else None
-        detections = engine.detect(line, context)
-        results = []
-        for d in detections:
-            behaviour = engine.catalogue.get(d.behaviour_id)
-            results.append(
-                {
-                    **d.to_dict(),
-                    "description": behaviour.description,
-                    "why": behaviour.why,
-                    "source": cited_source(behaviour, settings.knowledge_dir),
-                }
-            )
+        cleaned, results = _detections(text, customer)
         if as_json:
-            _print_json({"ok": True, "text": line, "detections": results})
+            print_json({"ok": True, "text": cleaned, "detections": results})
             return
         if not results:
             console.print("No guidance behaviour detected in this line.")
         for r in results:
-            colour, mark = ("green", "✔ do") if r["kind"] == "do" else ("red", "✘ avoid")
-            console.print(
-                f"[bold {colour}]{mark}[/] [bold]{r['name']}[/] "
-                f"[dim]({r['method']}, confidence {r['confidence']:.2f})[/]"
-            )
-            console.print(f"   evidence: “{r['evidence']}”", highlight=False)
-            console.print(f"   why: {r['why']}", highlight=False)
-            src = r["source"]
-            console.print(
-                f"   source: [italic]{src['quote']}[/] — {src['title'] or src['origin']}"
-                f" [dim]({src['origin']})[/]",
-                highlight=False,
-            )
+            _print_detection(r)
 
-    _guard(run, as_json)
+    guard(run, as_json)
+
+
+# --------------------------------------------------------------------------- scenarios
 
 
 def _scenarios() -> dict[str, Any]:
     from bot.roleplay.scenarios import load_scenarios
 
-    settings = get_settings()
-    scenarios, problems = load_scenarios(settings.prompts_dir / "scenarios")
+    scenarios, problems = load_scenarios(common.settings().prompts_dir / "scenarios")
     for problem in problems:
-        err_console.print(f"[yellow]skipped scenario[/] {problem.path}: {problem.reason}")
+        err_console.print(
+            line(("skipped scenario", "yellow"), f" {problem.path}: {problem.reason}")
+        )
     return scenarios
+
+
+def _scenario_json(sc: Any) -> dict[str, Any]:
+    return {
+        "id": sc.id,
+        "title": sc.title,
+        "summary": sc.summary,
+        "customer": sc.customer.name,
+        "partly_wrong": sc.customer_partly_wrong is not None,
+        "difficulties": {k: v.model_dump() for k, v in sorted(sc.difficulty.items())},
+    }
 
 
 @app.command()
@@ -241,33 +227,19 @@ def scenarios(as_json: JsonFlag = False) -> None:
     def run() -> None:
         found = _scenarios()
         if as_json:
-            _print_json(
-                {
-                    "ok": True,
-                    "scenarios": [
-                        {
-                            "id": sc.id,
-                            "title": sc.title,
-                            "summary": sc.summary,
-                            "customer": sc.customer.name,
-                            "partly_wrong": sc.customer_partly_wrong is not None,
-                            "difficulties": {
-                                k: v.model_dump() for k, v in sorted(sc.difficulty.items())
-                            },
-                        }
-                        for sc in found.values()
-                    ],
-                }
-            )
+            print_json({"ok": True, "scenarios": [_scenario_json(sc) for sc in found.values()]})
             return
         table = Table(title="Role-play scenarios")
         for column in ("id", "title", "customer", "summary"):
             table.add_column(column, overflow="fold")
         for sc in found.values():
-            table.add_row(sc.id, sc.title, sc.customer.name, sc.summary)
+            table.add_row(Text(sc.id), Text(sc.title), Text(sc.customer.name), Text(sc.summary))
         console.print(table)
 
-    _guard(run, as_json)
+    guard(run, as_json)
+
+
+# --------------------------------------------------------------------------- roleplay
 
 
 def _turn_json(turn: Any) -> dict[str, Any]:
@@ -286,6 +258,171 @@ def _turn_json(turn: Any) -> dict[str, Any]:
     }
 
 
+def _read_turns(path: Path) -> list[str]:
+    """The scripted trainee lines of ``--turns`` (blank lines skipped)."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CoachbotError(f"cannot read {path}: {exc}") from exc
+    lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
+    if not lines:
+        raise CoachbotError(f"{path} has no trainee lines")
+    return lines
+
+
+class _Saving:
+    """Notices of a practice or coach run, shown once, and whether its saves got through."""
+
+    def __init__(self, run: PracticeRun | CoachRun) -> None:
+        self.run = run
+        self.notices: list[str] = []
+
+    def show(self, notices: list[str]) -> None:
+        for text in notices:
+            notice(text)
+            if text not in self.notices:
+                self.notices.append(text)
+
+    def unsaved(self) -> bool:
+        """After the last save: are writes still waiting? (They are lost when coachbot exits.)"""
+        from bot.service import SAVE_FAILED
+
+        if not self.run.saving or SAVE_FAILED not in self.notices:
+            return False
+        try:
+            left = len(self.run.save.waiting) + self.run.services.store.flush_pending()
+        except StorageError:
+            left = 1
+        if left:
+            self.show([UNSAVED])
+        return bool(left)
+
+    def print_saved(self) -> None:
+        """Where the session was saved (nothing with --no-save or when saving failed)."""
+        if self.run.saving and not self.unsaved():
+            short = self.run.session_id[:8]
+            console.print(
+                line((f"Saved as session {short} (coachbot sessions show {short}).", "dim"))
+            )
+
+
+class _Practice:
+    """A PracticeRun driven from the terminal (turns are not printed with --json)."""
+
+    def __init__(self, run: PracticeRun, as_json: bool) -> None:
+        self.run = run
+        self.as_json = as_json
+        self.saving = _Saving(run)
+        self.name = run.scenario.customer.name
+
+    @classmethod
+    def start(
+        cls, scenario: str, difficulty: str, seed: int, save: bool, as_json: bool
+    ) -> _Practice:
+        from bot.service import PracticeRun
+
+        with status("Loading the customer…", as_json):
+            run = PracticeRun(common.services(), scenario, difficulty, seed, save=save)
+        return cls(run, as_json)
+
+    def notices(self) -> None:
+        self.saving.show(self.run.take_notices())
+
+    def print_opening(self) -> None:
+        sc = self.run.scenario
+        console.print(
+            line((sc.title, "bold"), f" ({self.run.simulator.difficulty}) — {sc.summary}")
+        )
+        console.print(line((f"{self.name}>", "bold red"), " ", sc.opening_line))
+
+    def print_turn(self, turn: Turn, scripted: bool) -> None:
+        if scripted:
+            console.print(line(("you>", "bold cyan"), " ", turn.trainee))
+        mood = f"anger {turn.state.anger}/10" + (f", {turn.beat}" if scripted else "")
+        console.print(
+            line((f"{self.name}>", "bold red"), " ", turn.customer, (f"  ({mood})", "dim"))
+        )
+
+    def print_hint(self, hint: Hint) -> None:
+        console.print(line(("hint:", "yellow"), f" {hint.text} e.g. “{hint.example}”"))
+        console.print(line((f"source ({hint.source_origin}): {hint.source_quote}", "dim")))
+
+    def script(self, lines: list[str]) -> None:
+        """Play ``lines`` (cleaned and cut as in the app) until they or the session end."""
+        from bot.inputs import EmptyInputError
+
+        for number, text in enumerate(lines, start=1):
+            if self.run.finished:
+                break
+            try:
+                turn = self.run.respond(text)
+            except EmptyInputError:
+                self.saving.show([f"Line {number} of the script has no text: skipped."])
+                continue
+            if not self.as_json:
+                self.print_turn(turn, scripted=True)
+            self.notices()
+
+    def interactive(self) -> None:
+        console.print(line(("Type your reply. /hint for a hint, /end to finish.", "dim")))
+        while not self.run.finished:
+            text = read_line()
+            if text is None or text.strip() == "/end":
+                break
+            if text.strip() == "/hint":
+                self.print_hint(self.run.hint())
+            else:
+                self._reply(text)
+            self.notices()
+
+    def _reply(self, text: str) -> None:
+        from bot.inputs import EmptyInputError
+
+        try:
+            turn = self.run.respond(text)
+        except EmptyInputError as exc:
+            console.print(str(exc), style="yellow", markup=False, highlight=False)
+            return
+        except Exception as exc:
+            if os.environ.get("COACHBOT_DEBUG"):
+                raise
+            reason = f"The customer could not answer ({type(exc).__name__})."
+            console.print(reason, style="red", markup=False, highlight=False)
+            return
+        self.print_turn(turn, scripted=False)
+
+    def end(self) -> Scorecard:
+        card = self.run.end()
+        self.notices()
+        return card
+
+    def print_result(self, card: Scorecard) -> None:
+        from bot.roleplay.scoring import format_scorecard
+
+        transcript = self.run.simulator.transcript
+        if self.as_json:
+            self.saving.unsaved()
+            print_json(
+                {
+                    "ok": True,
+                    "scenario": transcript.scenario_id,
+                    "difficulty": transcript.difficulty,
+                    "seed": transcript.seed,
+                    "opening_line": transcript.opening_line,
+                    "turns": [_turn_json(t) for t in transcript.turns],
+                    "outcome": transcript.outcome,
+                    "hints": [h.model_dump() for h in transcript.hints],
+                    "scorecard": card.model_dump(),
+                    "session_id": self.run.session_id if self.run.saving else None,
+                    "notices": self.saving.notices,
+                }
+            )
+            return
+        console.rule(Text(f"Outcome: {transcript.outcome}"))
+        console.print(format_scorecard(card), markup=False, highlight=False)
+        self.saving.print_saved()
+
+
 @app.command()
 def roleplay(
     scenario: Annotated[str, typer.Option("--scenario", "-s", help="Scenario id.")],
@@ -300,123 +437,29 @@ def roleplay(
     save: Annotated[
         Path | None, typer.Option("--save", help="Write the transcript JSON here.")
     ] = None,
+    no_save: NoSave = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Practise with an upset customer: interactive, or scripted with --turns.
 
+    Lines are cleaned and cut (200 tokens) as in the app; the session is saved unless --no-save.
+
     Interactive commands: /hint for a hint, /end to finish and see the debrief.
     """
-    from bot.guidance.engine import default_engine
-    from bot.inputs import EmptyInputError, clean_user_text
-    from bot.llm import make_chat_model
-    from bot.roleplay.scoring import format_scorecard, score_transcript
-    from bot.roleplay.simulator import CustomerSimulator, run_script
-
-    def setup() -> tuple[Any, list[str] | None]:
-        found = _scenarios()
-        if scenario not in found:
-            raise CoachbotError(
-                f"unknown scenario {scenario!r}", hint="see `coachbot scenarios` for the ids"
-            )
-        if difficulty not in {"easy", "medium", "hard"}:
-            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
-        lines = None
-        if turns is not None:
-            try:
-                raw = turns.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CoachbotError(f"cannot read {turns}: {exc}") from exc
-            lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
-            if not lines:
-                raise CoachbotError(f"{turns} has no trainee lines")
-        settings = get_settings()
-        with console.status("Loading the customer…") if not as_json else _null():
-            model = make_chat_model(settings, temperature=0.8)
-            engine = default_engine(settings.knowledge_dir / "guidance.yaml")
-            engine.warm_up()
-        prompts = PromptLibrary(settings.prompts_dir)
-        sim = CustomerSimulator(found[scenario], model, engine, difficulty, seed, prompts=prompts)  # type: ignore[arg-type]
-        return sim, lines
-
-    sim, lines = _guard(setup, as_json)
-    name = sim.scenario.customer.name
-
-    def model_notices(turn: Any) -> None:
-        from bot.service import MODEL_FAILED
-
-        if turn.model_notice:
-            _notice(turn.model_notice)
-        if turn.model_error:
-            _notice(MODEL_FAILED.format(reason=turn.model_error))
-
-    def show(turn: Any) -> None:
-        if as_json:
-            return
-        console.print(f"[bold cyan]you>[/] {turn.trainee}", highlight=False)
-        console.print(
-            f"[bold red]{name}>[/] {turn.customer}  "
-            f"[dim](anger {turn.state.anger}/10, {turn.beat})[/]",
-            highlight=False,
-        )
-        model_notices(turn)
-
+    lines = guard(lambda: _read_turns(turns), as_json) if turns is not None else None
+    practice = guard(
+        lambda: _Practice.start(scenario, difficulty, seed, not no_save, as_json), as_json
+    )
     if not as_json:
-        console.print(f"[bold]{sim.scenario.title}[/] ({difficulty}) — {sim.scenario.summary}")
-        console.print(f"[bold red]{name}>[/] {sim.scenario.opening_line}", highlight=False)
-    if lines is not None:
-        _guard(lambda: run_script(sim, lines, show), as_json)
+        practice.print_opening()
+    if lines is None:
+        practice.interactive()
     else:
-        console.print("[dim]Type your reply. /hint for a hint, /end to finish.[/]")
-        while not sim.finished:
-            try:
-                line = console.input("[bold cyan]you> [/]") if sys.stdin.isatty() else input()
-            except (EOFError, KeyboardInterrupt):
-                break
-            if line.strip() == "/end":
-                break
-            if line.strip() == "/hint":
-                hint = sim.hint()
-                console.print(f"[yellow]hint:[/] {hint.text} e.g. “{hint.example}”")
-                console.print(f"[dim]source ({hint.source_origin}): {hint.source_quote}[/]")
-                continue
-            try:
-                text = clean_user_text(line, max_tokens=300, count_tokens=None).text
-            except EmptyInputError as exc:
-                console.print(f"[yellow]{exc}[/]")
-                continue
-            try:
-                turn = sim.respond(text)
-            except Exception as exc:
-                if os.environ.get("COACHBOT_DEBUG"):
-                    raise
-                console.print(f"[red]The customer could not answer ({type(exc).__name__}).[/]")
-                continue
-            console.print(
-                f"[bold red]{name}>[/] {turn.customer}  [dim](anger {turn.state.anger}/10)[/]",
-                highlight=False,
-            )
-            model_notices(turn)
-    transcript = sim.end()
-    card = _guard(lambda: score_transcript(transcript, sim.guidance), as_json)
+        guard(lambda: practice.script(lines), as_json)
+    card = guard(practice.end, as_json)
     if save is not None:
-        save.write_text(transcript.model_dump_json(indent=2))
-    if as_json:
-        _print_json(
-            {
-                "ok": True,
-                "scenario": sim.scenario.id,
-                "difficulty": difficulty,
-                "seed": seed,
-                "opening_line": sim.scenario.opening_line,
-                "turns": [_turn_json(t) for t in transcript.turns],
-                "outcome": transcript.outcome,
-                "hints": [h.model_dump() for h in transcript.hints],
-                "scorecard": card.model_dump(),
-            }
-        )
-        return
-    console.rule(f"Outcome: {transcript.outcome}")
-    console.print(format_scorecard(card), highlight=False)
+        save.write_text(practice.run.simulator.transcript.model_dump_json(indent=2))
+    practice.print_result(card)
 
 
 @app.command()
@@ -427,7 +470,6 @@ def score(
     """The debrief scorecard for a saved role-play transcript."""
     from pydantic import ValidationError
 
-    from bot.guidance.engine import default_engine
     from bot.roleplay.models import Transcript
     from bot.roleplay.scoring import format_scorecard, score_transcript
 
@@ -441,72 +483,157 @@ def score(
             raise CoachbotError(
                 f"{transcript_file} is not a coachbot transcript: {' '.join(first[:3])[:200]}"
             ) from exc
-        engine = default_engine(get_settings().knowledge_dir / "guidance.yaml")
-        card = score_transcript(transcript, engine)
+        card = score_transcript(transcript, common.services().guidance)
         if as_json:
-            _print_json({"ok": True, "scorecard": card.model_dump()})
+            print_json({"ok": True, "scorecard": card.model_dump()})
         else:
-            console.print(format_scorecard(card), highlight=False)
+            console.print(format_scorecard(card), markup=False, highlight=False)
 
-    _guard(run, as_json)
+    guard(run, as_json)
+
+
+# --------------------------------------------------------------------------- ask
+
+
+class _Coaching:
+    """A CoachRun driven from the terminal: one question, or one after another."""
+
+    def __init__(self, run: CoachRun, as_json: bool) -> None:
+        self.run = run
+        self.as_json = as_json
+        self.saving = _Saving(run)
+
+    @classmethod
+    def start(cls, k: int, save: bool, as_json: bool) -> _Coaching:
+        from bot.service import CoachRun
+
+        with status("Loading the coach…", as_json):
+            run = CoachRun(common.services(), save=save)
+        run.coach.k = k  # passages to retrieve (-k)
+        return cls(run, as_json)
+
+    def answer(self, question: str) -> CoachAnswer:
+        """Stream the coach's answer to ``question`` (printed unless --json); keeps the history."""
+        final = None
+        for event in self.run.stream(question):
+            if event.type == "answer":
+                final = event.answer
+            elif not self.as_json:
+                self._print_event(event)
+        assert final is not None
+        if not self.as_json:
+            self._print_answer(final)
+        self.saving.show(final.notices + self.run.save.take_notices())
+        return final
+
+    def _print_event(self, event: CoachEvent) -> None:
+        if event.type == "citations" and event.citations:
+            names = ", ".join(f"[{c.number}] {c.metadata.get('title')}" for c in event.citations)
+            console.print(line((f"sources: {names}", "dim")))
+        elif event.type == "token":
+            console.print(event.text, end="", markup=False, highlight=False)
+        elif event.type == "restart":
+            console.print("\n[yellow](rewording: the first suggestion broke the guidance)[/]")
+
+    def _print_answer(self, final: CoachAnswer) -> None:
+        console.print()
+        console.rule()
+        console.print(final.answer, markup=False, highlight=False)
+        for c in final.citations:
+            meta = c.metadata
+            console.print(
+                line(
+                    (f"[{c.number}]", "bold"),
+                    f" {meta.get('title')} — {meta.get('section')} ",
+                    (f"({meta.get('origin')})", "dim"),
+                    f"\n    {c.text[:300]}",
+                )
+            )
+        if final.flags:
+            console.print(line((f"flags: {', '.join(final.flags)}", "dim")))
+
+    def to_json(self, answer: CoachAnswer) -> dict[str, Any]:
+        session_id = self.run.session_id if self.run.saving else None
+        return {"ok": True, **answer.model_dump(), "session_id": session_id}
+
+    def loop(self) -> None:
+        """Questions from stdin until /quit or its end; follow-ups see the earlier exchanges."""
+        if not self.as_json:
+            console.print(
+                "[bold]coachbot ask[/] — what is happening on your call? Follow-up questions "
+                "use the conversation so far. /quit ends."
+            )
+        while (text := read_line()) is not None and text.strip() not in QUIT:
+            self._answer_one(text)
+
+    def _answer_one(self, text: str) -> None:
+        """Answer one question of the loop; a failure is reported and the loop goes on."""
+        from bot.inputs import EmptyInputError
+
+        try:
+            answer = self.answer(text)
+        except KeyboardInterrupt:
+            console.print("\n(answer stopped)", style="dim")
+            return
+        except Exception as exc:
+            if os.environ.get("COACHBOT_DEBUG"):
+                raise
+            self._print_failure(exc, "yellow" if isinstance(exc, EmptyInputError) else "red")
+            return
+        if self.as_json:
+            print(json.dumps(self.to_json(answer), ensure_ascii=False, default=str))
+
+    def _print_failure(self, exc: Exception, colour: str) -> None:
+        reason = describe_failure(exc)
+        if self.as_json:
+            print(json.dumps({"ok": False, "error": reason}, ensure_ascii=False))
+        else:
+            console.print(reason, style=colour, markup=False, highlight=False)
+
+    def finish(self) -> None:
+        if self.as_json:
+            self.saving.unsaved()
+        elif self.run.history:
+            self.saving.print_saved()
+
+
+def _refuse_empty(question: str) -> None:
+    """An empty question is refused before the model and the index are loaded."""
+    from bot.coach.coach import MAX_QUESTION_TOKENS
+    from bot.inputs import clean_user_text
+
+    clean_user_text(question, max_tokens=MAX_QUESTION_TOKENS, count_tokens=None)
 
 
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="What the agent needs help with right now.")],
+    question: Annotated[
+        str | None,
+        typer.Argument(help="What the agent needs help with right now (none: ask in a loop)."),
+    ] = None,
     k: Annotated[int, typer.Option("-k", min=1, max=10, help="Passages to retrieve.")] = 4,
+    no_save: NoSave = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Ask the coach what to say right now: Say / Why / Avoid, with cited passages."""
-    from bot.coach.coach import Coach
-    from bot.guidance.engine import default_engine
-    from bot.knowledge import KnowledgeIndex
-    from bot.llm import make_chat_model
+    """Ask the coach what to say right now: Say / Why / Avoid, with cited passages.
 
-    def run() -> None:
-        settings = get_settings()
-        engine = default_engine(settings.knowledge_dir / "guidance.yaml")
-        engine.warm_up()
-        coach = Coach(
-            make_chat_model(settings),
-            KnowledgeIndex(settings),
-            engine,
-            k=k,
-            prompts=PromptLibrary(settings.prompts_dir),
-        )
-        final = None
-        for event in coach.stream(question):
-            if event.type == "citations" and not as_json and event.citations:
-                names = ", ".join(
-                    f"[{c.number}] {c.metadata.get('title')}" for c in event.citations
-                )
-                console.print(f"[dim]sources: {names}[/]", highlight=False)
-            elif event.type == "token" and not as_json:
-                console.print(event.text, end="", highlight=False, markup=False)
-            elif event.type == "restart" and not as_json:
-                console.print("\n[yellow](rewording: the first suggestion broke the guidance)[/]")
-            elif event.type == "answer":
-                final = event.answer
-        assert final is not None
+    Without QUESTION: one question after another, follow-ups use the conversation; /quit ends.
+
+    With --json, each of those answers is one line of JSON. Saved as in the app unless --no-save.
+    """
+    if question is not None:
+        guard(lambda: _refuse_empty(question), as_json)
+    coaching = guard(lambda: _Coaching.start(k, not no_save, as_json), as_json)
+    if question is None:
+        coaching.loop()
+    else:
+        answer = guard(lambda: coaching.answer(question), as_json)
         if as_json:
-            _print_json({"ok": True, **final.model_dump()})
-            return
-        console.print()
-        console.rule()
-        console.print(final.answer, highlight=False)
-        for c in final.citations:
-            meta = c.metadata
-            console.print(
-                f"[bold][{c.number}][/] {meta.get('title')} — {meta.get('section')} "
-                f"[dim]({meta.get('origin')})[/]\n    {c.text[:300]}",
-                highlight=False,
-            )
-        if final.flags:
-            console.print(f"[dim]flags: {', '.join(final.flags)}[/]")
-        for notice in final.notices:
-            _notice(notice)
+            print_json(coaching.to_json(answer))
+    coaching.finish()
 
-    _guard(run, as_json)
+
+# --------------------------------------------------------------------------- doctor, chat
 
 
 @app.command()
@@ -515,85 +642,96 @@ def doctor(as_json: JsonFlag = False) -> None:
     from bot.cli.doctor import run_checks
 
     def run() -> None:
-        settings = get_settings()
-        with console.status("Checking…") if not as_json else _null():
-            checks = run_checks(settings)
+        with status("Checking…", as_json):
+            checks = run_checks(common.settings())
         failed = any(c.status == "fail" for c in checks)
         if as_json:
-            _print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+            print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
         else:
             table = Table(title="coachbot doctor", show_lines=False)
             for column in ("check", "status", "detail", "fix"):
                 table.add_column(column, overflow="fold")
             colours = {"ok": "green", "fail": "red", "warn": "yellow", "skip": "dim"}
             for c in checks:
-                table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.detail, c.fix or "")
+                table.add_row(
+                    Text(c.name),
+                    Text(c.status, colours[c.status]),
+                    Text(c.detail),
+                    Text(c.fix or ""),
+                )
             console.print(table)
         if failed:
             raise typer.Exit(1)
 
-    _guard(run, as_json)
+    guard(run, as_json)
+
+
+def _start_chat() -> tuple[ChatSession, str]:
+    from bot.llm import describe_llm
+
+    services = common.services()
+    described = describe_llm(services.settings)
+    with status(f"Loading {described}…"):
+        session = services.chat_session()
+        if hasattr(session.model, "engine"):
+            _ = session.model.engine  # load now, not on the first message
+    return session, described
+
+
+def _chat_reply(session: ChatSession, text: str) -> None:
+    """Stream the model's reply to ``text``; a model failure is reported, the chat goes on."""
+    from bot.inputs import EmptyInputError
+
+    try:
+        prepared = session.prepare(text)
+    except EmptyInputError as exc:
+        console.print(str(exc), style="yellow", markup=False, highlight=False)
+        return
+    for cut in prepared.notices:
+        console.print(cut, style="yellow", markup=False, highlight=False)
+    console.print("[bold green]coachbot> [/]", end="")
+    try:
+        for piece in session.stream_reply(prepared.text):
+            console.print(piece, end="", highlight=False, markup=False)
+        console.print()
+        while session.notices:
+            notice(session.notices.pop(0))
+    except KeyboardInterrupt:
+        console.print("\n[dim](reply stopped)[/]")
+    except Exception as exc:  # the session goes on after a model failure
+        if os.environ.get("COACHBOT_DEBUG"):
+            raise
+        console.print(
+            f"\nThe model did not answer: {describe_failure(exc)}",
+            style="red",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
 def chat() -> None:
     """Chat with the configured model in the terminal (/reset clears, /quit or Ctrl-D ends)."""
-    from bot.inputs import EmptyInputError
-    from bot.llm import describe_llm, make_chat_model
-    from bot.llm.chat import ChatSession
-
-    settings = get_settings()
-
-    def start() -> ChatSession:
-        with console.status(f"Loading {describe_llm(settings)}…"):
-            model = make_chat_model(settings)
-            if hasattr(model, "engine"):
-                _ = model.engine  # load now, not on the first message
-        system = PromptLibrary(settings.prompts_dir).render("chat_system.md")
-        return ChatSession(model=model, system_prompt=system, context_tokens=settings.local_context)
-
-    session = _guard(start)
+    session, described = guard(_start_chat)
     console.print(
-        f"[bold]coachbot chat[/] — {describe_llm(settings)}. "
-        "Ask how to handle a customer. /reset clears the conversation, /quit ends."
+        line(
+            ("coachbot chat", "bold"),
+            f" — {described}. Ask how to handle a customer. /reset clears the conversation, "
+            "/quit ends.",
+        )
     )
     while True:
-        try:
-            line = console.input("[bold cyan]you> [/]") if sys.stdin.isatty() else input()
-        except (EOFError, KeyboardInterrupt):
+        text = read_line()
+        if text is None:
             console.print()
             break
-        if line.strip() in {"/quit", "/exit"}:
+        if text.strip() in QUIT:
             break
-        if line.strip() == "/reset":
+        if text.strip() == "/reset":
             session.reset()
             console.print("[dim]conversation cleared[/]")
             continue
-        try:
-            prepared = session.prepare(line)
-        except EmptyInputError as exc:
-            console.print(f"[yellow]{exc}[/]")
-            continue
-        for notice in prepared.notices:
-            console.print(f"[yellow]{notice}[/]")
-        console.print("[bold green]coachbot> [/]", end="")
-        try:
-            for piece in session.stream_reply(prepared.text):
-                console.print(piece, end="", highlight=False, markup=False)
-            console.print()
-            while session.notices:
-                _notice(session.notices.pop(0))
-        except KeyboardInterrupt:
-            console.print("\n[dim](reply stopped)[/]")
-        except Exception as exc:  # the session goes on after a model failure
-            if os.environ.get("COACHBOT_DEBUG"):
-                raise
-            console.print(
-                f"\nThe model did not answer: {describe_failure(exc)}",
-                style="red",
-                markup=False,
-                highlight=False,
-            )
+        _chat_reply(session, text)
 
 
 app.add_typer(users_app, name="users", help="Manage login users (hashed passwords, roles).")
