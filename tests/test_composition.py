@@ -76,3 +76,22 @@ def test_coach_uses_the_configured_messages(services):
 def test_chat_uses_the_configured_system_prompt(services):
     svc, _ = services
     assert svc.chat_session().system_prompt.startswith(f"{MARK} chat.")
+
+
+def test_cli_uses_the_configured_prompts(tmp_path, knowledge_copy, index, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli import common
+    from bot.cli import main as cli
+
+    settings = make_settings(
+        tmp_path, prompts_dir=marked_prompts(tmp_path), knowledge_dir=PROJECT_ROOT / "knowledge"
+    )
+    monkeypatch.setattr(common, "get_settings", lambda: settings)
+    monkeypatch.setattr("bot.knowledge.KnowledgeIndex", lambda settings: index)
+    monkeypatch.setattr("bot.llm.make_chat_model", lambda settings, **kw: Recorder(responses=["x"]))
+    asked = CliRunner().invoke(cli.app, ["ask", "Who won the football?", "--json", "--no-save"])
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.stdout)["answer"].startswith(f"{MARK} doesn't cover")
