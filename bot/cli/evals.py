@@ -3,6 +3,9 @@
 Exit codes: 0 no regression (without ``--baseline``: every case passed); 1 a regression against
 the baseline (without one: a failing case); 2 the eval could not run (bad suite, filter,
 baseline or option, or the model is unavailable); 130 interrupted.
+
+The settings are the process's (``get_settings()``), or a ``Settings`` given as the Click
+context object (tests: ``CliRunner().invoke(app, ["eval", ...], obj=settings)``).
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 SETUP_ERROR = 2
@@ -32,6 +38,7 @@ def _error(message: str, as_json: bool) -> typer.Exit:
 
 
 def eval_command(
+    ctx: typer.Context,
     suites: Annotated[
         list[str] | None,
         typer.Argument(help="Suite names in evals/suites/ or paths to suite files (default: all)."),
@@ -75,12 +82,15 @@ def eval_command(
     """Run eval suites against the bot: pass rates, baseline regressions, reports."""
     from rich.console import Console
 
+    from bot.config import Settings
     from bot.errors import CoachbotError
 
     console = Console()
     err_console = Console(stderr=True)
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else None
     try:
         code = _run(
+            settings,
             suites or [],
             filter_,
             repeat,
@@ -111,6 +121,7 @@ def eval_command(
 
 
 def _run(
+    settings: Settings | None,
     names: list[str],
     filter_: str | None,
     repeat: int,
@@ -136,7 +147,7 @@ def _run(
     from bot.guidance.engine import load_catalogue
     from bot.roleplay.scenarios import load_scenarios
 
-    settings = get_settings()
+    settings = settings or get_settings()
     catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
     scenarios, _ = load_scenarios(settings.prompts_dir / "scenarios")
     checker = Checker(
