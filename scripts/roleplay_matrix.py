@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from bot.config import PROJECT_ROOT, get_settings
-from bot.guidance.engine import default_engine
-from bot.llm import describe_llm, make_chat_model
+from bot.llm import describe_llm
 from bot.roleplay.scenarios import load_scenarios
 from bot.roleplay.scoring import score_transcript
 from bot.roleplay.simulator import CustomerSimulator, line_problem, run_script
+from bot.service import Services
 
 SCRIPTS = PROJECT_ROOT / "evals" / "roleplay_scripts"
 
@@ -36,12 +36,14 @@ def main() -> int:
     parser.add_argument("ids", nargs="*")
     args = parser.parse_args()
 
-    settings = get_settings()
-    scenarios, problems = load_scenarios(settings.prompts_dir / "scenarios")
+    services = Services(get_settings())
+    settings = services.settings
+    # Every scenario file must load: Services alone would skip a broken one.
+    problems = load_scenarios(settings.prompts_dir / "scenarios")[1]
     assert not problems, problems
-    model = make_chat_model(settings, temperature=0.8)
-    engine = default_engine(settings.knowledge_dir / "guidance.yaml")
-    engine.warm_up()
+    scenarios = services.scenarios
+    model = services.customer_model
+    engine = services.guidance  # warmed up
     runs = []
     started = time.perf_counter()
     for scenario_id in args.ids or sorted(scenarios):
