@@ -28,7 +28,7 @@ from bot.evals.cache import CachedEmbeddings, CachingChatModel, ResponseCache, m
 from bot.evals.judge import Judge, make_judge
 from bot.evals.results import AssertionResult, CaseResult, CaseRun, RunReport, exit_code_for
 from bot.evals.suites import CoachCase, CustomerCase, InlineTranscript, ScoringCase, Suite
-from bot.guidance.engine import GuidanceEngine
+from bot.guidance.engine import GuidanceEngine, load_catalogue
 from bot.roleplay.scenarios import Scenario
 from bot.service import Services
 
@@ -56,8 +56,6 @@ def _guidance_engine(
     settings: Settings, embeddings: CachedEmbeddings, catalogue: Any = None
 ) -> GuidanceEngine:
     """The guidance engine over the settings' catalogue, with the eval's cached embeddings."""
-    from bot.guidance.engine import load_catalogue
-
     if catalogue is None:
         catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
     engine = GuidanceEngine(catalogue, embeddings, cache_dir=settings.cache_dir)
