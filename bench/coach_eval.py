@@ -20,11 +20,9 @@ from pathlib import Path
 import yaml
 
 from bot.coach.answer_text import rewrite_query
-from bot.coach.coach import Coach
 from bot.config import PROJECT_ROOT, get_settings
-from bot.guidance.engine import default_engine
-from bot.knowledge import KnowledgeIndex
-from bot.llm import describe_llm, make_chat_model
+from bot.llm import describe_llm
+from bot.service import Services
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -41,14 +39,13 @@ def main() -> int:
     parser.add_argument("--out", default=str(PROJECT_ROOT / "evals/results/coach-eval.json"))
     args = parser.parse_args()
 
-    settings = get_settings()
+    services = Services(get_settings())
+    settings = services.settings
     questions = yaml.safe_load((PROJECT_ROOT / "evals" / "coach_questions.yaml").read_text())
     if args.limit:
         questions = questions[: args.limit]
-    index = KnowledgeIndex(settings)
-    index.ingest()
-    engine = default_engine(settings.knowledge_dir / "guidance.yaml")
-    engine.warm_up()
+    index = services.index  # ingested
+    engine = services.guidance  # warmed up
 
     # Retrieval: an expected article in the top 4 (after the follow-up rewrite).
     in_scope = [q for q in questions if not q.get("out_of_scope")]
@@ -75,7 +72,7 @@ def main() -> int:
         "retrieval_p50_ms": pct(retrieval_ms, 0.5),
     }
     if not args.retrieval_only:
-        coach = Coach(make_chat_model(settings), index, engine)
+        coach = services.coach()
         coach.ask("warm-up: how do I greet an upset customer?")  # load the model, cache the prompt
         rows = []
         for q in questions:

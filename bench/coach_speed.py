@@ -22,11 +22,9 @@ import yaml
 from common import PROJECT_ROOT, BenchResult, Target, peak_rss_mib, summary
 from llm_probe import CallRecorder, kv_tokens, replay_calls, restore_kv
 
-from bot.coach.coach import Coach
 from bot.config import get_settings
-from bot.guidance.engine import default_engine
-from bot.knowledge import KnowledgeIndex
-from bot.llm import describe_llm, make_chat_model
+from bot.llm import describe_llm
+from bot.service import Services
 
 
 def main() -> int:
@@ -34,17 +32,13 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     args = parser.parse_args()
 
-    settings = get_settings()
+    services = Services(get_settings())
+    settings = services.settings
     questions = yaml.safe_load((PROJECT_ROOT / "evals" / "coach_questions.yaml").read_text())
     if args.limit:
         questions = questions[: args.limit]
-    index = KnowledgeIndex(settings)
-    index.ingest()
-    engine = default_engine(settings.knowledge_dir / "guidance.yaml")
-    engine.warm_up()
-    model = make_chat_model(settings)
-    llm = model.engine.llm
-    coach = Coach(model, index, engine)
+    coach = services.coach()  # the index ingested, the guidance engine warmed up
+    llm = services.model.engine.llm
     recorder = CallRecorder(llm).install()
 
     llm.reset()

@@ -1,12 +1,12 @@
 """Customer turn speed on the embedded model, with and without KV prefix reuse.
 
 Plays the scripted empathetic trainee (``evals/roleplay_scripts/<id>/empathetic.txt``) against
-each scenario through ``bot.roleplay.simulator.CustomerSimulator`` (as the CLI and the app do),
-twice: as shipped (llama.cpp reuses the cached prefix: the system prompt and the transcript so far)
-and with the KV cache reset before every model call. For every turn it reports the time from
-the trainee's line to the model's first token, and to the finished, checked line (retries
-and a trainer fallback included), p50 / p95. The customer's line is checked before it is shown,
-so the whole line is what a trainee waits for.
+each scenario through ``bot.roleplay.simulator.CustomerSimulator`` (as the CLI and the app
+do), twice: as shipped (llama.cpp reuses the cached prefix: the system prompt and the
+transcript so far) and with the KV cache reset before every model call. For every turn it
+reports the time from the trainee's line to the model's first token, and to the finished,
+checked line (retries and a trainer fallback included), p50 / p95. The customer's line is
+checked before it is shown, so the whole line is what a trainee waits for.
 
 The prefix-reuse run is then replayed straight through llama.cpp (``llm_probe.raw_replay``)
 for the ratio against the raw model.
@@ -23,19 +23,17 @@ from common import PROJECT_ROOT, BenchResult, Target, summary
 from llm_probe import CallRecorder, raw_replay
 
 from bot.config import get_settings
-from bot.guidance.engine import default_engine
-from bot.llm import make_chat_model
 from bot.roleplay.scenarios import load_scenarios
-from bot.roleplay.simulator import CustomerSimulator
+from bot.service import Services
 
 SCRIPTS = PROJECT_ROOT / "evals" / "roleplay_scripts"
 
 
-def play(scenarios, ids, model, engine, recorder, seed: int, tag: str) -> list[dict]:
+def play(services, ids, model, recorder, seed: int, tag: str) -> list[dict]:
     rows = []
     for scenario_id in ids:
         lines = (SCRIPTS / scenario_id / "empathetic.txt").read_text().splitlines()
-        sim = CustomerSimulator(scenarios[scenario_id], model, engine, "medium", seed)
+        sim = services.customer(scenario_id, "medium", seed, model=model)
         for number, line in enumerate(ln for ln in lines if ln.strip()):
             if sim.finished:
                 break
@@ -67,20 +65,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    settings = get_settings()
-    scenarios, problems = load_scenarios(settings.prompts_dir / "scenarios")
+    services = Services(get_settings())
+    scenarios = services.scenarios
+    # Services keeps the usable scenarios only; the result also lists the files it skipped.
+    problems = load_scenarios(services.settings.prompts_dir / "scenarios")[1]
     ids = [s for s in args.scenarios.split(",") if s] or sorted(scenarios)
-    engine = default_engine(settings.knowledge_dir / "guidance.yaml")
-    engine.warm_up()
-    model = make_chat_model(settings, temperature=0.8)
+    _ = services.guidance  # build and warm up the engine before timing
+    model = services.customer_model
     llm = model.engine.llm
     recorder = CallRecorder(llm).install()
 
     llm.reset()
-    reuse = play(scenarios, ids, model, engine, recorder, args.seed, "reuse")
+    reuse = play(services, ids, model, recorder, args.seed, "reuse")
     reuse_calls = list(recorder.calls)
     recorder.reset_before_each_call = True
-    no_reuse = play(scenarios, ids, model, engine, recorder, args.seed, "reset")
+    no_reuse = play(services, ids, model, recorder, args.seed, "reset")
     recorder.uninstall()
 
     print(f"replaying {len(reuse_calls)} model calls straight through llama.cpp ...")

@@ -20,7 +20,7 @@ import time
 from common import BenchResult, peak_rss_mib, summary
 
 from bot.config import get_settings
-from bot.llm import make_chat_model
+from bot.service import Services
 
 FILLER = (
     "The customer called about a parcel that arrived damaged after a long wait, and the agent "
@@ -58,8 +58,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    settings = get_settings()
-    model = make_chat_model(settings)
+    model = Services(get_settings()).model
     engine = model.engine
     llm = engine.llm
     result = BenchResult(

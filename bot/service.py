@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Any
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
 from bot.coach.coach import Coach
@@ -47,7 +48,11 @@ SAVE_FAILED = (
 
 
 class Services:
-    """Process-wide resources, built on first use (thread-safe)."""
+    """Process-wide resources, built on first use (thread-safe).
+
+    ``embeddings`` are the knowledge index's, when it is built here (default: the ones the
+    settings select); the eval runner passes cached ones.
+    """
 
     def __init__(
         self,
@@ -58,11 +63,13 @@ class Services:
         index: Any = None,
         guidance: GuidanceEngine | None = None,
         store: Any = None,
+        embeddings: Embeddings | None = None,
     ) -> None:
         self.settings = settings
         self._model = model
         self._customer_model = customer_model or model
         self._index = index
+        self._embeddings = embeddings
         self._guidance = guidance
         self._store = store
         self._lock = threading.RLock()
@@ -109,7 +116,8 @@ class Services:
             if self._index is None:
                 from bot.knowledge import KnowledgeIndex
 
-                index = KnowledgeIndex(self.settings)
+                given = {"embeddings": self._embeddings} if self._embeddings is not None else {}
+                index = KnowledgeIndex(self.settings, **given)
                 index.ingest()  # incremental: an unchanged knowledge base costs milliseconds
                 self._index = index
             return self._index

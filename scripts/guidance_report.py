@@ -13,9 +13,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bot.config import PROJECT_ROOT
-from bot.guidance.engine import default_engine
+from bot.config import PROJECT_ROOT, get_settings
 from bot.guidance.metrics import evaluate, load_labelled
+from bot.service import Services
 
 DEFAULT_SETS = ["tests/data/guidance_labelled.yaml", "tests/data/guidance_heldout.yaml"]
 
@@ -25,8 +25,7 @@ def main(argv: list[str]) -> int:
     files = [a for a in argv if not a.startswith("--")] or DEFAULT_SETS
     console = Console()
     started = time.perf_counter()
-    engine = default_engine(PROJECT_ROOT / "knowledge" / "guidance.yaml")
-    engine.warm_up()
+    engine = Services(get_settings()).guidance  # warmed up
     console.print(f"engine ready in {time.perf_counter() - started:.2f} s")
     for name in files:
         path = Path(name) if Path(name).is_absolute() else PROJECT_ROOT / name

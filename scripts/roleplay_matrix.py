@@ -19,11 +19,13 @@ import time
 from pathlib import Path
 
 from bot.config import PROJECT_ROOT, get_settings
-from bot.guidance.engine import default_engine
-from bot.llm import describe_llm, make_chat_model
+from bot.llm import describe_llm
+from bot.roleplay.lines import CUSTOMER_PROMPTS, LineChecker
 from bot.roleplay.scenarios import load_scenarios
 from bot.roleplay.scoring import score_transcript
-from bot.roleplay.simulator import CustomerSimulator, line_problem, run_script
+from bot.roleplay.simulator import run_script
+from bot.safety import PromptEcho
+from bot.service import Services
 
 SCRIPTS = PROJECT_ROOT / "evals" / "roleplay_scripts"
 
@@ -36,12 +38,15 @@ def main() -> int:
     parser.add_argument("ids", nargs="*")
     args = parser.parse_args()
 
-    settings = get_settings()
-    scenarios, problems = load_scenarios(settings.prompts_dir / "scenarios")
+    services = Services(get_settings())
+    settings = services.settings
+    # Every scenario file must load: Services alone would skip a broken one.
+    problems = load_scenarios(settings.prompts_dir / "scenarios")[1]
     assert not problems, problems
-    model = make_chat_model(settings, temperature=0.8)
-    engine = default_engine(settings.knowledge_dir / "guidance.yaml")
-    engine.warm_up()
+    scenarios = services.scenarios
+    model = services.customer_model
+    engine = services.guidance  # warmed up
+    echo = PromptEcho(services.prompts.source(name) for name in CUSTOMER_PROMPTS)
     runs = []
     started = time.perf_counter()
     for scenario_id in args.ids or sorted(scenarios):
@@ -49,14 +54,15 @@ def main() -> int:
         for kind in ("empathetic", "triggers"):
             lines = (SCRIPTS / scenario_id / f"{kind}.txt").read_text().splitlines()
             for seed in range(1, args.seeds + 1):
-                sim = CustomerSimulator(scenario, model, engine, args.difficulty, seed)
+                sim = services.customer(scenario_id, args.difficulty, seed, model=model)
+                checker = LineChecker(scenario.customer.name, echo=echo)  # form and voice checks
                 transcript = run_script(sim, [ln for ln in lines if ln.strip()])
                 card = score_transcript(transcript, engine)
                 start, end = transcript.start_state.anger, transcript.turns[-1].state.anger
                 character = [
                     (t.index, t.customer, problem)
                     for t in transcript.turns
-                    if (problem := line_problem(t.customer, t.beat, scenario.customer.name))
+                    if (problem := checker.problem(t.customer, t.beat))
                 ]
                 if kind == "empathetic":
                     passed = end < start and card.score >= 80

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from bot.cli import main as cli
 from bot.coach.models import Citation, CoachAnswer
-from bot.config import PROJECT_ROOT, Settings, get_settings
+from bot.config import PROJECT_ROOT, Settings
 from bot.errors import DataValidationError
 from bot.evals.assertions import CheckContext, Observation, evaluate
 from bot.evals.baseline import compare, load_baseline, save_baseline
@@ -89,7 +89,7 @@ def eval_dirs(tmp_path_factory):
     cache = root / "cache"
     cache.mkdir()
     # Reuse the trained guidance classifier, if this machine has one, instead of retraining.
-    for npz in get_settings().cache_dir.glob("guidance-*.npz"):
+    for npz in Settings().cache_dir.glob("guidance-*.npz"):
         shutil.copy(npz, cache / npz.name)
     return {"data": root / "data", "cache": cache}
 
@@ -104,14 +104,9 @@ def eval_settings(eval_dirs, tmp_path):
 
 @pytest.fixture
 def cli_env(eval_settings, monkeypatch):
-    """Point the CLI's settings at the test's data and cache directories."""
-    monkeypatch.setenv("COACHBOT_DATA_DIR", str(eval_settings.data_dir))
-    monkeypatch.setenv("COACHBOT_CACHE_DIR", str(eval_settings.cache_dir))
-    for var in ("COACHBOT_JUDGE_MODEL", "COACHBOT_PROMPTS_DIR"):
-        monkeypatch.delenv(var, raising=False)
-    get_settings.cache_clear()
-    yield eval_settings
-    get_settings.cache_clear()
+    """Settings for the CLI (``run_cli`` passes them in), with no judge model configured."""
+    monkeypatch.delenv("COACHBOT_JUDGE_MODEL", raising=False)
+    return eval_settings
 
 
 class CountingModel(FakeListChatModel):
@@ -1027,15 +1022,16 @@ cases:
 """
 
 
-def run_cli(*args: str):
-    result = CliRunner().invoke(cli.app, ["eval", *args])
+def run_cli(settings: Settings, *args: str):
+    """``coachbot eval ARGS`` with ``settings`` (the Click context object)."""
+    result = CliRunner().invoke(cli.app, ["eval", *args], obj=settings)
     assert "Traceback" not in result.output + result.stderr, result.output + result.stderr
     return result
 
 
 def test_cli_exit_codes(tmp_path, cli_env):
     suite = write_suite(tmp_path / "sc.yaml", SCORING_SUITE)
-    ok = run_cli(str(suite), "--save-baseline", str(tmp_path / "base.json"))
+    ok = run_cli(cli_env, str(suite), "--save-baseline", str(tmp_path / "base.json"))
     assert ok.exit_code == 0, ok.output + ok.stderr
     assert "kind-words" in ok.stdout and (tmp_path / "base.json").is_file()
 
@@ -1044,16 +1040,18 @@ def test_cli_exit_codes(tmp_path, cli_env):
         SCORING_SUITE.replace("{type: score, min: 30}", "{type: score, min: 99}"),
     )
     # Same suite name and case, now failing: a regression against the baseline.
-    regressed = run_cli(str(failing), "--baseline", str(tmp_path / "base.json"), "--json")
+    regressed = run_cli(cli_env, str(failing), "--baseline", str(tmp_path / "base.json"), "--json")
     assert regressed.exit_code == 1
     data = json.loads(regressed.stdout)
     assert data["baseline"]["newly_failing"] == ["sc/kind-words"] and not data["ok"]
     assert re.search(r"score \d+/100", json.dumps(data["cases"][0]["runs"][0]["assertions"]))
     # Without a baseline a failing case is exit 1 too.
-    assert run_cli(str(failing)).exit_code == 1
+    assert run_cli(cli_env, str(failing)).exit_code == 1
     # Failing in the baseline and still failing: not a regression.
-    run_cli(str(failing), "--save-baseline", str(tmp_path / "failing.json"))
-    assert run_cli(str(failing), "--baseline", str(tmp_path / "failing.json")).exit_code == 0
+    run_cli(cli_env, str(failing), "--save-baseline", str(tmp_path / "failing.json"))
+    assert (
+        run_cli(cli_env, str(failing), "--baseline", str(tmp_path / "failing.json")).exit_code == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -1066,7 +1064,7 @@ def test_cli_exit_codes(tmp_path, cli_env):
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(cli_env, args, words):
-    result = run_cli(*args)
+    result = run_cli(cli_env, *args)
     assert result.exit_code == 2 and words in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -1075,7 +1073,7 @@ def test_cli_malformed_suite_is_one_line(tmp_path, cli_env):
     bad = write_suite(
         tmp_path / "bad.yaml", "cases:\n  - id: x\n    kind: coach\n    question: [\n"
     )
-    result = run_cli(str(bad), "--json")
+    result = run_cli(cli_env, str(bad), "--json")
     assert result.exit_code == 2 and "invalid YAML" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert json.loads(result.stdout)["ok"] is False
@@ -1084,7 +1082,9 @@ def test_cli_malformed_suite_is_one_line(tmp_path, cli_env):
 def test_cli_writes_every_report(tmp_path, cli_env, monkeypatch):
     monkeypatch.setattr("bot.llm.make_chat_model", fake_models())
     suite = write_suite(tmp_path / "mini.yaml", COACH_SUITE)
-    result = run_cli(str(suite), str(SUITES_DIR / "scoring.yaml"), "--report", str(tmp_path / "r"))
+    result = run_cli(
+        cli_env, str(suite), str(SUITES_DIR / "scoring.yaml"), "--report", str(tmp_path / "r")
+    )
     assert result.exit_code == 0, result.stdout
     for name in ("report.html", "junit.xml", "results.json"):
         assert (tmp_path / "r" / name).is_file()
@@ -1168,9 +1168,8 @@ def test_prompt_recommending_calm_down_is_a_regression(tmp_path, cli_env, monkey
     baseline = tmp_path / "baseline.json"
 
     def with_prompts(directory: Path, *args: str):
-        monkeypatch.setenv("COACHBOT_PROMPTS_DIR", str(directory))
-        get_settings.cache_clear()
-        return run_cli(str(suite), *args)
+        settings = cli_env.model_copy(update={"prompts_dir": directory})
+        return run_cli(settings, str(suite), *args)
 
     good = with_prompts(good_prompts, "--save-baseline", str(baseline))
     assert good.exit_code == 0, good.stdout
@@ -1206,7 +1205,6 @@ def test_prompt_recommending_calm_down_is_a_regression(tmp_path, cli_env, monkey
 @pytest.mark.integration
 def test_smoke_subset_on_the_embedded_model(tmp_path, monkeypatch):
     """The CI smoke subset of the default suites, cold (no cache), against the baseline."""
-    get_settings.cache_clear()
     result = CliRunner().invoke(
         cli.app,
         [
@@ -1217,6 +1215,7 @@ def test_smoke_subset_on_the_embedded_model(tmp_path, monkeypatch):
             "--report", str(tmp_path / "report"),
             "--json",
         ],
+        obj=Settings(),  # the environment's and .env's, as `coachbot eval` reads them
     )  # fmt: skip
     assert result.exit_code == 0, result.stdout[-3000:] + result.stderr
     data = json.loads(result.stdout)

@@ -3,21 +3,28 @@
 Exit codes: 0 no regression (without ``--baseline``: every case passed); 1 a regression against
 the baseline (without one: a failing case); 2 the eval could not run (bad suite, filter,
 baseline or option, or the model is unavailable); 130 interrupted.
+
+The settings are the process's (``get_settings()``), or a ``Settings`` given as the Click
+context object (tests: ``CliRunner().invoke(app, ["eval", ...], obj=settings)``).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bot.cli import common
 from bot.cli.common import SETUP_ERROR, JsonFlag, console, err_console, guard
 
+if TYPE_CHECKING:
+    from bot.config import Settings
+
 
 def eval_command(
+    ctx: typer.Context,
     suites: Annotated[
         list[str] | None,
         typer.Argument(help="Suite names in evals/suites/ or paths to suite files (default: all)."),
@@ -59,8 +66,12 @@ def eval_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Run eval suites against the bot: pass rates, baseline regressions, reports."""
+    from bot.config import Settings
+
+    given = ctx.obj if isinstance(ctx.obj, Settings) else None  # tests pass Settings as obj
     code = guard(
         lambda: _run(
+            given,
             suites or [],
             filter_,
             repeat,
@@ -79,6 +90,7 @@ def eval_command(
 
 
 def _run(
+    given: Settings | None,
     names: list[str],
     filter_: str | None,
     repeat: int,
@@ -102,7 +114,7 @@ def _run(
     from bot.guidance.engine import load_catalogue
     from bot.roleplay.scenarios import load_scenarios
 
-    settings = common.settings()
+    settings = given or common.settings()
     catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
     scenarios, _ = load_scenarios(settings.prompts_dir / "scenarios")
     checker = Checker.for_catalogue(catalogue, scenarios, SCRIPTS_DIR)

@@ -10,7 +10,7 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from bot.evals.results import CaseResult, RunReport
+from bot.evals.results import BaselineDiff, CaseResult, RunReport
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 EXIT_CODES = {
@@ -60,7 +60,7 @@ def summary_line(report: RunReport) -> str:
     )
 
 
-def print_terminal(report: RunReport, console: Console) -> None:
+def _print_table(report: RunReport, console: Console) -> None:
     table = Table(title=f"coachbot eval — {report.model}", show_lines=False)
     table.add_column("case", no_wrap=True)
     table.add_column("kind")
@@ -76,51 +76,69 @@ def print_terminal(report: RunReport, console: Console) -> None:
             f"{case.seconds:.1f}s",
         )
     console.print(table)
+
+
+def _print_failures(report: RunReport, console: Console) -> None:
     failing = [c for c in report.cases if not c.passed]
     if failing:
         console.print("[bold]Failures[/] (first problem of each; every detail in --report):")
         for case in failing:
             console.print(f"  [red]✘[/] {case.key}: {_first_problem(case)[:300]}", highlight=False)
-    console.print(summary_line(report), highlight=False)
+
+
+def _print_judge(report: RunReport, console: Console) -> None:
     if report.judge is not None:
         console.print(f"judge: {report.judge.description}", highlight=False)
         if report.judge.warning:
             console.print(f"[yellow]warning:[/] {report.judge.warning}", highlight=False)
+
+
+def _baseline_lines(diff: BaselineDiff) -> list[str]:
+    """What changed against the baseline, one console line each (rich markup)."""
+    lines: list[str] = []
+    if diff.newly_failing:
+        lines.append(
+            f"  [bold red]newly failing ({len(diff.newly_failing)}):[/] "
+            + ", ".join(diff.newly_failing)
+        )
+    lines += [f"  [bold red]newly failing check:[/] {check}" for check in diff.newly_failing_checks]
+    if diff.newly_passing:
+        lines.append(
+            f"  [green]newly passing ({len(diff.newly_passing)}):[/] "
+            + ", ".join(diff.newly_passing)
+        )
+    if diff.still_failing:
+        lines.append(
+            f"  still failing ({len(diff.still_failing)}): " + ", ".join(diff.still_failing)
+        )
+    lines += [
+        f"  score {change.key}: {change.before:.2f} → {change.after:.2f}"
+        for change in diff.score_changes
+    ]
+    if diff.new_cases:
+        lines.append(f"  not in the baseline: {', '.join(diff.new_cases)}")
+    if not (
+        diff.newly_failing or diff.newly_failing_checks or diff.newly_passing or diff.score_changes
+    ):
+        lines.append("  no change")
+    return lines
+
+
+def _print_baseline(report: RunReport, console: Console) -> None:
     diff = report.baseline
-    if diff is not None:
-        console.print(f"baseline {diff.baseline} ({diff.baseline_model}):", highlight=False)
-        if diff.newly_failing:
-            console.print(
-                f"  [bold red]newly failing ({len(diff.newly_failing)}):[/] "
-                + ", ".join(diff.newly_failing),
-                highlight=False,
-            )
-        for check in diff.newly_failing_checks:
-            console.print(f"  [bold red]newly failing check:[/] {check}", highlight=False)
-        if diff.newly_passing:
-            console.print(
-                f"  [green]newly passing ({len(diff.newly_passing)}):[/] "
-                + ", ".join(diff.newly_passing),
-                highlight=False,
-            )
-        if diff.still_failing:
-            console.print(
-                f"  still failing ({len(diff.still_failing)}): " + ", ".join(diff.still_failing),
-                highlight=False,
-            )
-        for change in diff.score_changes:
-            console.print(
-                f"  score {change.key}: {change.before:.2f} → {change.after:.2f}", highlight=False
-            )
-        if diff.new_cases:
-            console.print(f"  not in the baseline: {', '.join(diff.new_cases)}", highlight=False)
-        if not (
-            diff.newly_failing
-            or diff.newly_failing_checks
-            or diff.newly_passing
-            or diff.score_changes
-        ):
-            console.print("  no change", highlight=False)
+    if diff is None:
+        return
+    console.print(f"baseline {diff.baseline} ({diff.baseline_model}):", highlight=False)
+    for line in _baseline_lines(diff):
+        console.print(line, highlight=False)
+
+
+def print_terminal(report: RunReport, console: Console) -> None:
+    _print_table(report, console)
+    _print_failures(report, console)
+    console.print(summary_line(report), highlight=False)
+    _print_judge(report, console)
+    _print_baseline(report, console)
     colour = "green" if report.exit_code == 0 else "red"
     console.print(f"[{colour}]exit {report.exit_code}[/]: {exit_meaning(report)}", highlight=False)
 

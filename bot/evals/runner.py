@@ -1,9 +1,11 @@
 """Running eval cases: the coach, the simulated customer and the scorecard, as the CLI uses them.
 
-Each case run gets its own caching wrapper around the shared chat model (so hits, misses and
-replayed model time are counted per run), the eval's guidance engine (its embeddings cached
-too), and the judge when it has llm-rubric assertions. ``repeat`` runs each case several times
-with different seeds and a case passes when its pass rate reaches its threshold.
+Resources come from :class:`bot.service.Services`, the app's composition root, with the eval's
+cached embeddings plugged in. Each case run gets its own ``Services`` whose chat model is a
+caching wrapper around the shared model under test (so hits, misses and replayed model time
+are counted per run), and the judge when it has llm-rubric assertions. ``repeat`` runs each
+case several times with different seeds and a case passes when its pass rate reaches its
+threshold.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from bot.config import PROJECT_ROOT, Settings, get_settings
+from bot.config import PROJECT_ROOT, Settings
 from bot.errors import CoachbotError, ModelUnavailableError
 from bot.evals.assertions import CheckContext, Observation, evaluate
 from bot.evals.cache import CachedEmbeddings, CachingChatModel, ResponseCache, model_identity
 from bot.evals.judge import Judge, make_judge
 from bot.evals.results import AssertionResult, CaseResult, CaseRun, RunReport, exit_code_for
 from bot.evals.suites import CoachCase, CustomerCase, InlineTranscript, ScoringCase, Suite
-from bot.prompts import PromptLibrary
+from bot.guidance.engine import GuidanceEngine, load_catalogue
+from bot.roleplay.scenarios import Scenario
+from bot.service import Services
 
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
 SEED_STRIDE = 1000  # a coach repeat shifts every sampling seed by this much
@@ -48,119 +52,112 @@ class RunOptions:
     scripts_dir: Path = SCRIPTS_DIR
 
 
-class Environment:
-    """Resources shared by every case of a run, built on first use (thread-safe)."""
+def _guidance_engine(
+    settings: Settings, embeddings: CachedEmbeddings, catalogue: Any = None
+) -> GuidanceEngine:
+    """The guidance engine over the settings' catalogue, with the eval's cached embeddings."""
+    if catalogue is None:
+        catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
+    engine = GuidanceEngine(catalogue, embeddings, cache_dir=settings.cache_dir)
+    engine.warm_up()
+    return engine
+
+
+def _index_embeddings(
+    settings: Settings, cache: ResponseCache | None, sentence: CachedEmbeddings
+) -> CachedEmbeddings:
+    """The knowledge index's embeddings, cached: the guidance engine's when both are local."""
+    if settings.embeddings_provider == "local":
+        return sentence
+    from bot.llm.embeddings import make_embeddings
+
+    return CachedEmbeddings(
+        lambda: make_embeddings(settings),
+        settings.openai_embedding_model,
+        cache,
+        normalised=False,
+    )
+
+
+class EvalServices:
+    """What every case of a run shares: a :class:`~bot.service.Services` with the eval's
+    cached embeddings plugged in (it builds the models under test, the index and the scenarios
+    on first use, thread-safely), and the judge. Each case run gets its own ``Services`` over
+    these, whose chat model is that run's caching wrapper (:meth:`for_case`).
+
+    ``catalogue`` and ``scenarios`` may be passed when already loaded (the CLI validated the
+    suites with them).
+    """
 
     def __init__(
         self,
         settings: Settings,
-        store: ResponseCache | None,
+        cache: ResponseCache | None,
         catalogue: Any = None,
-        scenarios: dict[str, Any] | None = None,
+        scenarios: dict[str, Scenario] | None = None,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self._lock = threading.RLock()
-        self._built: dict[str, Any] = {}
-        if catalogue is not None:  # already loaded (the CLI validated the suites with it)
-            self._built["catalogue"] = catalogue
-        if scenarios is not None:
-            self._built["scenarios"] = scenarios
-
-    def _get(self, name: str, build: Callable[[], Any]) -> Any:
-        with self._lock:
-            if name not in self._built:
-                self._built[name] = build()
-            return self._built[name]
-
-    @property
-    def prompts(self) -> PromptLibrary:
-        return self._get("prompts", lambda: PromptLibrary(self.settings.prompts_dir))
-
-    @property
-    def embeddings(self) -> CachedEmbeddings:
         from bot.llm.embeddings import LOCAL_EMBEDDING_MODEL, local_embeddings
 
-        return self._get(
-            "embeddings",
-            lambda: CachedEmbeddings(local_embeddings, LOCAL_EMBEDDING_MODEL, self.store),
+        self.settings = settings
+        self.cache = cache
+        sentence = CachedEmbeddings(local_embeddings, LOCAL_EMBEDDING_MODEL, cache)
+        self.guidance = _guidance_engine(settings, sentence, catalogue)
+        self.services = Services(
+            settings,
+            guidance=self.guidance,
+            embeddings=_index_embeddings(settings, cache, sentence),
         )
-
-    @property
-    def engine(self) -> Any:
-        def build() -> Any:
-            from bot.guidance.engine import GuidanceEngine, load_catalogue
-
-            catalogue = self._get(
-                "catalogue", lambda: load_catalogue(self.settings.knowledge_dir / "guidance.yaml")
-            )
-            engine = GuidanceEngine(catalogue, self.embeddings, cache_dir=self.settings.cache_dir)
-            engine.warm_up()
-            return engine
-
-        return self._get("engine", build)
+        self._scenarios = scenarios
+        self.subjects: dict[str, BaseChatModel] = {}  # the models under test built so far
+        self.judge_built: Judge | None = None
+        self._judge_lock = threading.Lock()
 
     @property
     def index(self) -> Any:
-        def build() -> Any:
-            from bot.knowledge import KnowledgeIndex
-            from bot.llm.embeddings import make_embeddings
-
-            if self.settings.embeddings_provider == "local":
-                embeddings: Any = self.embeddings
-            else:
-                embeddings = CachedEmbeddings(
-                    lambda: make_embeddings(self.settings),
-                    self.settings.openai_embedding_model,
-                    self.store,
-                    normalised=False,
-                )
-            index = KnowledgeIndex(self.settings, embeddings=embeddings)
-            index.ingest()  # incremental: tens of milliseconds when nothing changed
-            return index
-
-        return self._get("index", build)
+        return self.services.index
 
     @property
-    def scenarios(self) -> dict[str, Any]:
-        from bot.roleplay.scenarios import load_scenarios
-
-        return self._get(
-            "scenarios", lambda: load_scenarios(self.settings.prompts_dir / "scenarios")[0]
-        )
+    def scenarios(self) -> dict[str, Scenario]:
+        return self._scenarios if self._scenarios is not None else self.services.scenarios
 
     def chat_model(self, purpose: str) -> BaseChatModel:
-        """The model under test, as the CLI builds it for ``ask`` or ``roleplay``."""
+        """The model under test, as the app builds it for coaching or for the customer."""
+        model = self.services.customer_model if purpose == "customer" else self.services.model
+        self.subjects.setdefault(purpose, model)
+        return model
 
-        def build() -> BaseChatModel:
-            from bot import llm
-
-            if purpose == "customer":
-                return llm.make_chat_model(self.settings, temperature=0.8)
-            return llm.make_chat_model(self.settings)
-
-        return self._get(f"model:{purpose}", build)
+    def for_case(self, state: _RunState, purpose: str, seed_offset: int = 0) -> Services:
+        """Services for one case run: the shared resources, with the run's caching wrapper
+        around the model under test as its chat model."""
+        model = state.wrap(self.chat_model(purpose), seed_offset)
+        if purpose == "customer":
+            return Services(self.settings, customer_model=model, guidance=self.guidance)
+        return Services(self.settings, model=model, index=self.index, guidance=self.guidance)
 
     @property
     def judge(self) -> Judge:
-        from bot.llm import describe_llm
+        with self._judge_lock:
+            if self.judge_built is None:
+                from bot.llm import describe_llm
 
-        return self._get("judge", lambda: make_judge(self.settings, describe_llm(self.settings)))
+                self.judge_built = make_judge(self.settings, describe_llm(self.settings))
+            return self.judge_built
 
-    def built(self, name: str) -> Any:
-        return self._built.get(name)
+    def subject_identity(self) -> str:
+        subject = self.subjects.get("coach") or self.subjects.get("customer")
+        return model_identity(subject) if subject is not None else ""
 
 
 class _RunState:
     """Wrappers of one case run: counts cache use and model errors across them."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: EvalServices) -> None:
         self.env = env
         self.wrappers: list[CachingChatModel] = []
         self.judged = 0
 
     def wrap(self, model: BaseChatModel, seed_offset: int = 0) -> CachingChatModel:
-        wrapper = CachingChatModel.wrap(model, self.env.store, seed_offset)
+        wrapper = CachingChatModel.wrap(model, self.env.cache, seed_offset)
         self.wrappers.append(wrapper)
         return wrapper
 
@@ -233,20 +230,17 @@ def _coach_output_text(answer: Any) -> str:
     return "\n".join(lines)
 
 
-def run_coach_case(env: Environment, case: CoachCase, repeat: int) -> CaseRun:
-    from bot.coach.coach import Coach
-
+def run_coach_case(env: EvalServices, case: CoachCase, repeat: int) -> CaseRun:
     state = _RunState(env)
-    model = state.wrap(env.chat_model("coach"), seed_offset=repeat * SEED_STRIDE)
-    coach = Coach(model, env.index, env.engine, prompts=env.prompts)
+    coach = env.for_case(state, "coach", seed_offset=repeat * SEED_STRIDE).coach()
     history = [m.model_dump() for m in case.history]
     started = time.perf_counter()
     answer = coach.ask(case.question, history or None)
     seconds = time.perf_counter() - started + state.replayed()
     ctx = CheckContext(
-        env.engine,
+        env.guidance,
         state.judge_fn() if _needs_judge(case.assertions) else None,
-        prompts=env.prompts,
+        prompts=env.services.prompts,
     )
     obs = Observation(
         scope="coach",
@@ -332,7 +326,7 @@ def _script_lines(path: Path) -> list[str]:
 
 
 def run_customer_case(
-    env: Environment, case: CustomerCase, repeat: int, scripts_dir: Path = SCRIPTS_DIR
+    env: EvalServices, case: CustomerCase, repeat: int, scripts_dir: Path = SCRIPTS_DIR
 ) -> CaseRun:
     from bot.evals.suites import TurnSpec
     from bot.roleplay.scoring import score_transcript
@@ -341,15 +335,24 @@ def run_customer_case(
     scenario = env.scenarios[case.scenario]
     name = scenario.customer.name
     state = _RunState(env)
-    model = state.wrap(env.chat_model("customer"))
+    services = env.for_case(state, "customer")
     seed = case.seed + repeat
-    sim = CustomerSimulator(scenario, model, env.engine, case.difficulty, seed, prompts=env.prompts)
+    sim = CustomerSimulator(
+        scenario,
+        services.customer_model,
+        services.guidance,
+        case.difficulty,
+        seed,
+        prompts=services.prompts,
+    )
     if case.script:
         specs = [TurnSpec(say=line) for line in _script_lines(scripts_dir / f"{case.script}.txt")]
     else:
         specs = case.turn_specs()
     judge_needed = _needs_judge(case.assertions) or any(_needs_judge(s.assertions) for s in specs)
-    ctx = CheckContext(env.engine, state.judge_fn() if judge_needed else None, prompts=env.prompts)
+    ctx = CheckContext(
+        env.guidance, state.judge_fn() if judge_needed else None, prompts=services.prompts
+    )
     persona = f"{name}, an upset customer: {scenario.summary}"
     results: list[AssertionResult] = []
     errors: list[str] = []
@@ -390,7 +393,7 @@ def run_customer_case(
             )
             results += [evaluate(a, obs, ctx, where=f"turn {number}") for a in spec.assertions]
     transcript = sim.end()
-    card = score_transcript(transcript, env.engine)
+    card = score_transcript(transcript, env.guidance)
     if case.assertions:
         obs = Observation(
             scope="end",
@@ -470,7 +473,7 @@ def build_transcript(spec: InlineTranscript, scenario: Any) -> Any:
     )
 
 
-def run_scoring_case(env: Environment, case: ScoringCase, repeat: int, suite_dir: Path) -> CaseRun:
+def run_scoring_case(env: EvalServices, case: ScoringCase, repeat: int, suite_dir: Path) -> CaseRun:
     from pydantic import ValidationError
 
     from bot.roleplay.models import Transcript
@@ -486,12 +489,12 @@ def run_scoring_case(env: Environment, case: ScoringCase, repeat: int, suite_dir
         except (OSError, ValidationError, ValueError) as exc:
             raise CoachbotError(f"{path} is not a coachbot transcript: {str(exc)[:200]}") from exc
     started = time.perf_counter()
-    card = score_transcript(transcript, env.engine)
+    card = score_transcript(transcript, env.guidance)
     seconds = time.perf_counter() - started
     ctx = CheckContext(
-        env.engine,
+        env.guidance,
         state.judge_fn() if _needs_judge(case.assertions) else None,
-        prompts=env.prompts,
+        prompts=env.services.prompts,
     )
     text = format_scorecard(card)
     obs = Observation(
@@ -528,7 +531,7 @@ class _Task:
     repeat: int
 
 
-def _run_task(env: Environment, task: _Task, options: RunOptions) -> CaseRun:
+def _run_task(env: EvalServices, task: _Task, options: RunOptions) -> CaseRun:
     case = task.case
     try:
         if isinstance(case, CoachCase):
@@ -556,6 +559,79 @@ def _model_failure(runs: list[CaseRun]) -> str | None:
     return None
 
 
+def _tasks(suites: list[Suite], repeat: int) -> list[_Task]:
+    return [
+        _Task(suite, case, r) for suite in suites for case in suite.cases for r in range(repeat)
+    ]
+
+
+def _prepare(env: EvalServices, tasks: list[_Task]) -> None:
+    """Build what the cases need before the workers start (the guidance engine already is)."""
+    kinds = {type(t.case) for t in tasks}
+    if CoachCase in kinds:
+        env.index  # noqa: B018
+    if CustomerCase in kinds or ScoringCase in kinds:
+        env.scenarios  # noqa: B018
+
+
+def _run_all(
+    env: EvalServices, tasks: list[_Task], options: RunOptions, progress: Progress | None
+) -> list[CaseRun]:
+    def one(task: _Task) -> CaseRun:
+        run = _run_task(env, task, options)
+        failure = _model_failure([run])
+        if failure is not None:
+            raise ModelUnavailableError(f"{task.suite.name}/{task.case.id}: {failure}")
+        if progress is not None:
+            progress(f"{task.suite.name}/{task.case.id}")
+        return run
+
+    if options.workers > 1 and len(tasks) > 1:
+        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+            return list(pool.map(one, tasks))
+    return [one(t) for t in tasks]
+
+
+def _case_result(suite: Suite, case: Any, runs: list[CaseRun], options: RunOptions) -> CaseResult:
+    threshold = options.threshold if options.threshold is not None else suite.threshold_for(case)
+    pass_rate = sum(r.passed for r in runs) / len(runs)
+    return CaseResult(
+        key=f"{suite.name}/{case.id}",
+        suite=suite.name,
+        id=case.id,
+        kind=case.kind,
+        description=case.description,
+        tags=case.tags,
+        threshold=threshold,
+        runs=runs,
+        pass_rate=round(pass_rate, 4),
+        passed=pass_rate >= threshold - 1e-9,
+        score=round(sum(r.score for r in runs) / len(runs), 4),
+        seconds=round(sum(r.seconds for r in runs), 3),
+    )
+
+
+def _case_results(
+    suites: list[Suite], tasks: list[_Task], runs: list[CaseRun], options: RunOptions
+) -> list[CaseResult]:
+    by_case: dict[tuple[str, str], list[CaseRun]] = {}
+    for task, run in zip(tasks, runs, strict=True):
+        by_case.setdefault((task.suite.name, task.case.id), []).append(run)
+    return [
+        _case_result(suite, case, by_case[(suite.name, case.id)], options)
+        for suite in suites
+        for case in suite.cases
+    ]
+
+
+def _judge_info(env: EvalServices, cases: list[CaseResult]) -> Any:
+    judge = env.judge_built
+    if judge is None:
+        return None
+    used = sum(1 for c in cases for r in c.runs for a in r.assertions if a.type == "llm_rubric")
+    return judge.info.model_copy(update={"used": used})
+
+
 def run_evals(
     suites: list[Suite],
     settings: Settings,
@@ -567,97 +643,33 @@ def run_evals(
 ) -> RunReport:
     """Run every case of ``suites`` (already filtered) ``options.repeat`` times.
 
-    ``catalogue`` and ``scenarios`` may be passed when already loaded (else read from
-    ``settings``).
+    ``store`` is the response cache (default: the one under ``settings.cache_dir``, opened and
+    closed here). ``catalogue`` and ``scenarios`` may be passed when already loaded (else read
+    from ``settings``).
     """
     from bot.llm import describe_llm
 
     options = options or RunOptions()
-    if settings.prompts_dir.resolve() != get_settings().prompts_dir.resolve():
-        # The coach and the customer render their prompts from the process settings.
-        raise CoachbotError(
-            f"prompts_dir {settings.prompts_dir} differs from the process settings "
-            f"({get_settings().prompts_dir})",
-            hint="set COACHBOT_PROMPTS_DIR instead",
-        )
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     own_store = store is None and options.use_cache
     if own_store:
         store = ResponseCache(cache_path(settings))
-    env = Environment(settings, store if options.use_cache else None, catalogue, scenarios)
-    tasks = [
-        _Task(suite, case, r)
-        for suite in suites
-        for case in suite.cases
-        for r in range(options.repeat)
-    ]
-    kinds = {type(t.case) for t in tasks}
-    # Build what the cases need before the workers start.
-    env.engine  # noqa: B018
-    if CoachCase in kinds:
-        env.index  # noqa: B018
-    if CustomerCase in kinds or ScoringCase in kinds:
-        env.scenarios  # noqa: B018
-
-    def one(task: _Task) -> CaseRun:
-        run = _run_task(env, task, options)
-        failure = _model_failure([run])
-        if failure is not None:
-            raise ModelUnavailableError(f"{task.suite.name}/{task.case.id}: {failure}")
-        if progress is not None:
-            progress(f"{task.suite.name}/{task.case.id}")
-        return run
-
+    tasks = _tasks(suites, options.repeat)
     try:
-        if options.workers > 1 and len(tasks) > 1:
-            with ThreadPoolExecutor(max_workers=options.workers) as pool:
-                runs = list(pool.map(one, tasks))
-        else:
-            runs = [one(t) for t in tasks]
+        env = EvalServices(settings, store if options.use_cache else None, catalogue, scenarios)
+        _prepare(env, tasks)
+        runs = _run_all(env, tasks, options, progress)
     finally:
         if own_store and store is not None:
             store.close()
-
-    by_case: dict[tuple[str, str], list[CaseRun]] = {}
-    for task, run in zip(tasks, runs, strict=True):
-        by_case.setdefault((task.suite.name, task.case.id), []).append(run)
-    cases: list[CaseResult] = []
-    for suite in suites:
-        for case in suite.cases:
-            case_runs = by_case[(suite.name, case.id)]
-            threshold = (
-                options.threshold if options.threshold is not None else suite.threshold_for(case)
-            )
-            pass_rate = sum(r.passed for r in case_runs) / len(case_runs)
-            cases.append(
-                CaseResult(
-                    key=f"{suite.name}/{case.id}",
-                    suite=suite.name,
-                    id=case.id,
-                    kind=case.kind,
-                    description=case.description,
-                    tags=case.tags,
-                    threshold=threshold,
-                    runs=case_runs,
-                    pass_rate=round(pass_rate, 4),
-                    passed=pass_rate >= threshold - 1e-9,
-                    score=round(sum(r.score for r in case_runs) / len(case_runs), 4),
-                    seconds=round(sum(r.seconds for r in case_runs), 3),
-                )
-            )
-    judge = env.built("judge")
-    judge_info = None
-    if judge is not None:
-        used = sum(1 for c in cases for r in c.runs for a in r.assertions if a.type == "llm_rubric")
-        judge_info = judge.info.model_copy(update={"used": used})
-    subject = env.built("model:coach") or env.built("model:customer")
+    cases = _case_results(suites, tasks, runs, options)
     report = RunReport(
         started=started_at.isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 2),
         model=describe_llm(settings),
-        model_identity=model_identity(subject) if subject is not None else "",
-        judge=judge_info,
+        model_identity=env.subject_identity(),
+        judge=_judge_info(env, cases),
         prompts_dir=str(settings.prompts_dir),
         suites=[s.name for s in suites],
         filter=options.filter,

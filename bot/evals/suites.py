@@ -692,8 +692,11 @@ class Checker:
         return target
 
 
-def load_suite(path: Path, checker: Checker | None = None) -> Suite:
-    """Load and validate one suite file; errors name the file and the field."""
+_CASE_SCOPE: dict[str, Scope] = {"coach": "coach", "customer": "end", "scoring": "scoring"}
+
+
+def _read_suite_file(path: Path) -> SuiteFile:
+    """The suite file, parsed; a case without ``kind`` takes the suite's."""
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise DataValidationError(f"{path}: expected a mapping with 'cases'")
@@ -704,9 +707,63 @@ def load_suite(path: Path, checker: Checker | None = None) -> Suite:
             for c in data["cases"]
         ]
     try:
-        parsed = SuiteFile.model_validate(data)
+        return SuiteFile.model_validate(data)
     except ValidationError as exc:
         raise _first_error(path, exc) from exc
+
+
+def _check_all(
+    checker: Checker, path: Path, prefix: str, assertions: list[Any], scope: str
+) -> None:
+    for j, a in enumerate(assertions):
+        checker.assertion(path, f"{prefix}assert[{j}]", a, scope)
+
+
+def _check_customer(
+    checker: Checker, path: Path, where: str, case: CustomerCase, own: list[Any]
+) -> None:
+    checker.scenario(path, f"{where}.scenario", case.scenario)
+    if case.script:
+        checker.script(path, f"{where}.script", case.script)
+    for t, turn in enumerate(case.turns):
+        if isinstance(turn, TurnSpec):
+            _check_all(checker, path, f"{where}.turns[{t}].", turn.assertions, "turn")
+    _check_all(checker, path, f"{where}.", own, "end")
+
+
+def _check_scoring(
+    checker: Checker, path: Path, where: str, case: ScoringCase, own: list[Any]
+) -> None:
+    if case.transcript is not None:
+        checker.scenario(path, f"{where}.transcript.scenario", case.transcript.scenario)
+    elif case.transcript_file:
+        target = (path.parent / case.transcript_file).resolve()
+        if not target.is_file():
+            raise _error(path, f"{where}.transcript_file", f"no such file: {target}")
+    _check_all(checker, path, f"{where}.", own, "scoring")
+
+
+def _check_case(
+    checker: Checker, path: Path, where: str, case: Any, suite_assertions: list[Any]
+) -> None:
+    """Cross-check one case; the suite-level assertions are prepended to its own."""
+    _check_all(checker, path, "", suite_assertions, _CASE_SCOPE[case.kind])
+    own = list(case.assertions)
+    case.assertions = [*suite_assertions, *own]
+    has = case.has_assertions() if isinstance(case, CustomerCase) else bool(case.assertions)
+    if not has:
+        raise _error(path, f"{where}.assert", "the case has no assertions")
+    if isinstance(case, CoachCase):
+        _check_all(checker, path, f"{where}.", own, "coach")
+    elif isinstance(case, CustomerCase):
+        _check_customer(checker, path, where, case, own)
+    else:
+        _check_scoring(checker, path, where, case, own)
+
+
+def load_suite(path: Path, checker: Checker | None = None) -> Suite:
+    """Load and validate one suite file; errors name the file and the field."""
+    parsed = _read_suite_file(path)
     checker = checker or Checker()
     seen: set[str] = set()
     for i, case in enumerate(parsed.cases):
@@ -714,36 +771,7 @@ def load_suite(path: Path, checker: Checker | None = None) -> Suite:
         if case.id in seen:
             raise _error(path, f"{where}.id", f"duplicate case id {case.id!r}")
         seen.add(case.id)
-        scope = {"coach": "coach", "customer": "end", "scoring": "scoring"}[case.kind]
-        for j, a in enumerate(parsed.assertions):
-            checker.assertion(path, f"assert[{j}]", a, scope)
-        case.assertions = [*parsed.assertions, *case.assertions]
-        has = case.has_assertions() if isinstance(case, CustomerCase) else bool(case.assertions)
-        if not has:
-            raise _error(path, f"{where}.assert", "the case has no assertions")
-        own = len(parsed.assertions)  # suite-level ones come first and are checked above
-        if isinstance(case, CoachCase):
-            for j, a in enumerate(case.assertions[own:]):
-                checker.assertion(path, f"{where}.assert[{j}]", a, "coach")
-        elif isinstance(case, CustomerCase):
-            checker.scenario(path, f"{where}.scenario", case.scenario)
-            if case.script:
-                checker.script(path, f"{where}.script", case.script)
-            for t, turn in enumerate(case.turns):
-                if isinstance(turn, TurnSpec):
-                    for j, a in enumerate(turn.assertions):
-                        checker.assertion(path, f"{where}.turns[{t}].assert[{j}]", a, "turn")
-            for j, a in enumerate(case.assertions[own:]):
-                checker.assertion(path, f"{where}.assert[{j}]", a, "end")
-        else:
-            if case.transcript is not None:
-                checker.scenario(path, f"{where}.transcript.scenario", case.transcript.scenario)
-            elif case.transcript_file:
-                target = (path.parent / case.transcript_file).resolve()
-                if not target.is_file():
-                    raise _error(path, f"{where}.transcript_file", f"no such file: {target}")
-            for j, a in enumerate(case.assertions[own:]):
-                checker.assertion(path, f"{where}.assert[{j}]", a, "scoring")
+        _check_case(checker, path, where, case, parsed.assertions)
     return Suite(
         name=parsed.name or path.stem,
         path=path,
@@ -838,59 +866,82 @@ def _term(token: str) -> Predicate:
     return match
 
 
+def _either(a: Predicate, b: Predicate) -> Predicate:
+    return lambda s, c: a(s, c) or b(s, c)
+
+
+def _both(a: Predicate, b: Predicate) -> Predicate:
+    return lambda s, c: a(s, c) and b(s, c)
+
+
+def _negated(inner: Predicate) -> Predicate:
+    return lambda s, c: not inner(s, c)
+
+
+class _FilterParser:
+    """Recursive descent over the tokens: ``or`` binds loosest, then ``and``, then ``not``."""
+
+    def __init__(self, expression: str, tokens: list[str]) -> None:
+        self.expression = expression
+        self.tokens = tokens
+        self.position = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def at(self, word: str) -> bool:
+        return (self.peek() or "").lower() == word
+
+    def take(self) -> str:
+        token = self.peek()
+        if token is None:
+            raise FilterError(f"bad --filter: {self.expression!r} ends too early")
+        self.position += 1
+        return token
+
+    def parse(self) -> Predicate:
+        predicate = self.parse_or()
+        if self.position != len(self.tokens):
+            raise FilterError(
+                f"bad --filter: unexpected {self.tokens[self.position]!r} in {self.expression!r}"
+            )
+        return predicate
+
+    def parse_or(self) -> Predicate:
+        left = self.parse_and()
+        while self.at("or"):
+            self.take()
+            left = _either(left, self.parse_and())
+        return left
+
+    def parse_and(self) -> Predicate:
+        left = self.parse_not()
+        while self.at("and"):
+            self.take()
+            left = _both(left, self.parse_not())
+        return left
+
+    def parse_not(self) -> Predicate:
+        if self.at("not"):
+            self.take()
+            return _negated(self.parse_not())
+        return self.parse_atom()
+
+    def parse_atom(self) -> Predicate:
+        token = self.take()
+        if token == "(":
+            inner = self.parse_or()
+            if self.take() != ")":
+                raise FilterError(f"bad --filter: missing ')' in {self.expression!r}")
+            return inner
+        if token == ")" or token.lower() in {"and", "or"}:
+            raise FilterError(f"bad --filter: unexpected {token!r} in {self.expression!r}")
+        return _term(token)
+
+
 def parse_filter(expression: str) -> Predicate:
     """``tag:smoke and not kind:customer``, ``id:calm-*``, ``(suite:coach or tag:x)``..."""
     tokens = _TOKEN.findall(expression)
     if not tokens or "".join(tokens).strip() == "":
         raise FilterError("bad --filter: empty expression")
-    position = 0
-
-    def peek() -> str | None:
-        return tokens[position] if position < len(tokens) else None
-
-    def take() -> str:
-        nonlocal position
-        token = peek()
-        if token is None:
-            raise FilterError(f"bad --filter: {expression!r} ends too early")
-        position += 1
-        return token
-
-    def parse_or() -> Predicate:
-        left = parse_and()
-        while (peek() or "").lower() == "or":
-            take()
-            right = parse_and()
-            left = (lambda a, b: lambda s, c: a(s, c) or b(s, c))(left, right)
-        return left
-
-    def parse_and() -> Predicate:
-        left = parse_not()
-        while (peek() or "").lower() == "and":
-            take()
-            right = parse_not()
-            left = (lambda a, b: lambda s, c: a(s, c) and b(s, c))(left, right)
-        return left
-
-    def parse_not() -> Predicate:
-        if (peek() or "").lower() == "not":
-            take()
-            inner = parse_not()
-            return lambda s, c: not inner(s, c)
-        return parse_atom()
-
-    def parse_atom() -> Predicate:
-        token = take()
-        if token == "(":
-            inner = parse_or()
-            if take() != ")":
-                raise FilterError(f"bad --filter: missing ')' in {expression!r}")
-            return inner
-        if token == ")" or token.lower() in {"and", "or"}:
-            raise FilterError(f"bad --filter: unexpected {token!r} in {expression!r}")
-        return _term(token)
-
-    predicate = parse_or()
-    if position != len(tokens):
-        raise FilterError(f"bad --filter: unexpected {tokens[position]!r} in {expression!r}")
-    return predicate
+    return _FilterParser(expression, tokens).parse()
