@@ -1,4 +1,5 @@
-"""Assertion checks: one function per type, each a verdict and a human "why".
+"""Assertion checks: one function per type, each a verdict and a human "why"; and the
+built-in checks of guidance cases (:func:`guidance_line_checks`).
 
 A check gets the assertion (its validated spec from :mod:`bot.evals.suites`), an
 :class:`Observation` (what the case produced at that point: a coach answer, a customer turn, the
@@ -17,7 +18,7 @@ import numpy as np
 
 from bot.coach.answer_text import why_claims
 from bot.evals.results import AssertionResult
-from bot.evals.suites import TEXT_FIELDS
+from bot.evals.suites import GUIDANCE_CHECKS, TEXT_FIELDS
 from bot.guidance.engine import GuidanceEngine, split_sentences
 from bot.prompts import PromptLibrary
 
@@ -187,6 +188,73 @@ def check_guidance_absent(a: Any, obs: Observation, ctx: CheckContext) -> Verdic
     if found:
         return Verdict(False, f"{name} shows {_listing(found)}: “{_short(text)}”")
     return Verdict(True, f"no {a.target().removeprefix('any ')} in {name}")
+
+
+# --------------------------------------------------------------------------- guidance cases
+
+
+@dataclass
+class LineVerdicts:
+    """A guidance case's behaviour ids by kind (``do`` / ``avoid``): expected and detected, and
+    the words that showed each detected one."""
+
+    expected: dict[str, list[str]]
+    detected: dict[str, list[str]]
+    evidence: dict[str, str] = field(default_factory=dict)
+
+    def shown(self, ids: list[str]) -> str:
+        return "; ".join(f"{b} (“{_short(self.evidence.get(b, ''), 70)}”)" for b in ids)
+
+
+def _credited(v: LineVerdicts) -> Verdict:
+    wanted = v.expected["do"]
+    if not wanted:
+        return Verdict(True, "no do-behaviour expected")
+    missed = [b for b in wanted if b not in v.detected["do"]]
+    score = 1 - len(missed) / len(wanted)
+    if missed:
+        found = v.shown(v.detected["do"]) or "no do-behaviour"
+        return Verdict(False, f"not credited: {', '.join(missed)} (found {found})", score)
+    return Verdict(True, f"credited {v.shown(wanted)}", score)
+
+
+def _no_false_trigger(v: LineVerdicts) -> Verdict:
+    extra = [b for b in v.detected["avoid"] if b not in v.expected["avoid"]]
+    if extra:
+        return Verdict(False, f"false trigger: {v.shown(extra)}")
+    return Verdict(True, "no avoid-behaviour beyond the expected ones")
+
+
+def _trigger_caught(v: LineVerdicts) -> Verdict:
+    wanted = v.expected["avoid"]
+    if not wanted:
+        return Verdict(True, "no avoid-behaviour expected")
+    missed = [b for b in wanted if b not in v.detected["avoid"]]
+    score = 1 - len(missed) / len(wanted)
+    if missed:
+        return Verdict(False, f"trigger missed: {', '.join(missed)}", score)
+    return Verdict(True, f"caught {v.shown(wanted)}", score)
+
+
+GUIDANCE_LINE_CHECKS: dict[str, Callable[[LineVerdicts], Verdict]] = {
+    "credited": _credited,
+    "no_false_trigger": _no_false_trigger,
+    "trigger_caught": _trigger_caught,
+}
+
+
+def guidance_line_checks(verdicts: LineVerdicts) -> list[AssertionResult]:
+    """The checks of a guidance case, each reported on its own (see GUIDANCE_CHECKS)."""
+    out = []
+    for name in GUIDANCE_CHECKS:
+        verdict = GUIDANCE_LINE_CHECKS[name](verdicts)
+        score = verdict.score if verdict.score is not None else float(verdict.passed)
+        out.append(
+            AssertionResult(
+                type=name, label=name, passed=verdict.passed, why=verdict.why, score=round(score, 4)
+            )
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- coach

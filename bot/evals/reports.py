@@ -10,7 +10,7 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from bot.evals.results import BaselineDiff, CaseResult, RunReport
+from bot.evals.results import BaselineDiff, CaseResult, GuidanceSummary, RunReport
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 EXIT_CODES = {
@@ -58,6 +58,27 @@ def summary_line(report: RunReport) -> str:
         f"{report.total} cases: {report.passed} passed, {report.failed} failed ({kinds}) "
         f"in {report.seconds:.1f} s; cache {report.cache_hits} hits, {report.cache_misses} misses"
     )
+
+
+def _share(part: int, whole: int, rate: float | None) -> str:
+    return f"{part}/{whole} ({rate:.1%})" if rate is not None else "n/a (no such line)"
+
+
+def guidance_line(suite: str, g: GuidanceSummary) -> str:
+    """A guidance suite's aggregate in one line."""
+    errors = f", {g.errors} errored" if g.errors else ""
+    return (
+        f"guidance {suite} ({g.lines} lines{errors}): "
+        f"avoid precision {g.avoid.precision:.3f} recall {g.avoid.recall:.3f}; "
+        f"do precision {g.do.precision:.3f} recall {g.do.recall:.3f}; "
+        f"false triggers {_share(g.false_triggers, g.lines_without_avoid, g.false_trigger_rate)}; "
+        f"neutral clean {_share(g.neutral_clean, g.neutral_lines, g.neutral_clean_rate)}"
+    )
+
+
+def _print_guidance(report: RunReport, console: Console) -> None:
+    for suite, summary in report.guidance_summary.items():
+        console.print(guidance_line(suite, summary), highlight=False)
 
 
 def _print_table(report: RunReport, console: Console) -> None:
@@ -137,6 +158,7 @@ def print_terminal(report: RunReport, console: Console) -> None:
     _print_table(report, console)
     _print_failures(report, console)
     console.print(summary_line(report), highlight=False)
+    _print_guidance(report, console)
     _print_judge(report, console)
     _print_baseline(report, console)
     colour = "green" if report.exit_code == 0 else "red"
@@ -158,9 +180,29 @@ def render_html(report: RunReport) -> str:
     return template.render(
         report=report,
         summary=summary_line(report),
+        guidance_lines=[guidance_line(s, g) for s, g in report.guidance_summary.items()],
         exit_meaning=exit_meaning(report),
         first_problem=_first_problem,
     )
+
+
+def _junit_properties(node: ET.Element, summary: GuidanceSummary | None) -> None:
+    """A guidance suite's aggregate as testsuite properties (guidance.avoid.precision, ...)."""
+    if summary is None:
+        return
+    values: dict[str, float | int | None] = {
+        "lines": summary.lines,
+        "false_trigger_rate": summary.false_trigger_rate,
+        "neutral_clean_rate": summary.neutral_clean_rate,
+    }
+    for kind in ("avoid", "do"):
+        scores = getattr(summary, kind)
+        values[f"{kind}.precision"] = scores.precision
+        values[f"{kind}.recall"] = scores.recall
+    properties = ET.SubElement(node, "properties")
+    for name, value in values.items():
+        shown = "" if value is None else str(value)
+        ET.SubElement(properties, "property", name=f"guidance.{name}", value=shown)
 
 
 def render_junit(report: RunReport) -> str:
@@ -183,6 +225,7 @@ def render_junit(report: RunReport) -> str:
             errors=str(sum(1 for c in cases if c.status == "error")),
             time=f"{sum(c.seconds for c in cases):.3f}",
         )
+        _junit_properties(node, report.guidance_summary.get(suite))
         for case in cases:
             element = ET.SubElement(
                 node,

@@ -109,6 +109,34 @@ class JudgeInfo(BaseModel):
     used: int = 0  # rubric assertions graded
 
 
+class KindScores(BaseModel):
+    """Micro-averaged over the lines: a behaviour expected and detected is a true positive."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    precision: float = 1.0  # 1.0 when nothing was detected (as bot.guidance.metrics)
+    recall: float = 1.0  # 1.0 when nothing was expected
+
+
+class GuidanceSummary(BaseModel):
+    """The guidance engine over a suite's guidance cases (every run of each; errored runs are
+    left out and counted)."""
+
+    lines: int
+    errors: int = 0
+    avoid: KindScores
+    do: KindScores
+    # Lines that should show no avoid-behaviour, and those where one was detected anyway.
+    lines_without_avoid: int = 0
+    false_triggers: int = 0
+    false_trigger_rate: float | None = None  # None: no such line
+    # Neutral lines (expect: []), and those where nothing at all was detected.
+    neutral_lines: int = 0
+    neutral_clean: int = 0
+    neutral_clean_rate: float | None = None
+
+
 class RunReport(BaseModel):
     started: str
     seconds: float
@@ -124,6 +152,8 @@ class RunReport(BaseModel):
     cache_hits: int = 0
     cache_misses: int = 0
     cases: list[CaseResult]
+    # Per suite with guidance cases: the engine's precision, recall and false-trigger rates.
+    guidance_summary: dict[str, GuidanceSummary] = Field(default_factory=dict)
     baseline: BaselineDiff | None = None
     exit_code: int = 0
 

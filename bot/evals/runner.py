@@ -5,7 +5,8 @@ cached embeddings plugged in. Each case run gets its own ``Services`` whose chat
 caching wrapper around the shared model under test (so hits, misses and replayed model time
 are counted per run), and the judge when it has llm-rubric assertions. ``repeat`` runs each
 case several times with different seeds and a case passes when its pass rate reaches its
-threshold.
+threshold. Guidance cases only call the shared guidance engine; the report sums them up per
+suite (:func:`guidance_summary`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,34 @@ from langchain_core.language_models import BaseChatModel
 
 from bot.config import PROJECT_ROOT, Settings
 from bot.errors import CoachbotError, ModelUnavailableError
-from bot.evals.assertions import CheckContext, Observation, evaluate
+from bot.evals.assertions import (
+    CheckContext,
+    LineVerdicts,
+    Observation,
+    evaluate,
+    guidance_line_checks,
+)
 from bot.evals.cache import CachedEmbeddings, CachingChatModel, ResponseCache, model_identity
 from bot.evals.judge import Judge, make_judge
-from bot.evals.results import AssertionResult, CaseResult, CaseRun, RunReport, exit_code_for
-from bot.evals.suites import CoachCase, CustomerCase, InlineTranscript, ScoringCase, Suite
-from bot.guidance.engine import GuidanceEngine, load_catalogue
+from bot.evals.results import (
+    AssertionResult,
+    CaseResult,
+    CaseRun,
+    GuidanceSummary,
+    KindScores,
+    RunReport,
+    exit_code_for,
+)
+from bot.evals.suites import (
+    CoachCase,
+    CustomerCase,
+    GuidanceCase,
+    InlineTranscript,
+    ScoringCase,
+    Suite,
+)
+from bot.guidance.engine import DetectionContext, GuidanceEngine, load_catalogue
+from bot.guidance.metrics import Scores
 from bot.roleplay.scenarios import Scenario
 from bot.service import Services
 
@@ -53,11 +76,9 @@ class RunOptions:
 
 
 def _guidance_engine(
-    settings: Settings, embeddings: CachedEmbeddings, catalogue: Any = None
+    settings: Settings, embeddings: CachedEmbeddings, catalogue: Any
 ) -> GuidanceEngine:
-    """The guidance engine over the settings' catalogue, with the eval's cached embeddings."""
-    if catalogue is None:
-        catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
+    """The guidance engine over the catalogue, with the eval's cached embeddings."""
     engine = GuidanceEngine(catalogue, embeddings, cache_dir=settings.cache_dir)
     engine.warm_up()
     return engine
@@ -100,6 +121,10 @@ class EvalServices:
 
         self.settings = settings
         self.cache = cache
+        if catalogue is None:
+            catalogue = load_catalogue(settings.knowledge_dir / "guidance.yaml")
+        #: do / avoid of each catalogue behaviour (what guidance cases expect is split by it)
+        self.behaviour_kinds: dict[str, str] = {b.id: b.kind for b in catalogue.behaviours}
         sentence = CachedEmbeddings(local_embeddings, LOCAL_EMBEDDING_MODEL, cache)
         self.guidance = _guidance_engine(settings, sentence, catalogue)
         self.services = Services(
@@ -521,6 +546,131 @@ def run_scoring_case(env: EvalServices, case: ScoringCase, repeat: int, suite_di
     return _finish(repeat, None, results, seconds, state, f"{dialogue}\n\n{text}", output)
 
 
+# --------------------------------------------------------------------------- guidance
+
+
+def _split_kinds(ids: list[str], kinds: dict[str, str]) -> dict[str, list[str]]:
+    return {kind: [b for b in ids if kinds.get(b) == kind] for kind in ("do", "avoid")}
+
+
+def _detection_row(d: Any) -> dict[str, Any]:
+    """The public fields of a Detection (any others it may grow are left out)."""
+    return {
+        "behaviour_id": d.behaviour_id,
+        "kind": d.kind,
+        "confidence": round(float(d.confidence), 3),
+        "evidence": d.evidence,
+        "method": d.method,
+    }
+
+
+def _guidance_output_text(case: GuidanceCase, rows: list[dict[str, Any]]) -> str:
+    lines = [f"Customer: {case.context}"] if case.context else []
+    lines.append(f"Agent: {case.text}")
+    lines.append(f"expected: {', '.join(case.expect) or 'nothing (neutral)'}")
+    found = [
+        f"{r['behaviour_id']} ({r['kind']}, {r['method']} {r['confidence']:.2f}: “{r['evidence']}”)"
+        for r in rows
+    ]
+    lines.append(f"detected: {'; '.join(found) or 'nothing'}")
+    return "\n".join(lines)
+
+
+def run_guidance_case(env: EvalServices, case: GuidanceCase, repeat: int) -> CaseRun:
+    """Detect the behaviours of one line with the shared guidance engine (no model call)."""
+    state = _RunState(env)
+    started = time.perf_counter()
+    found = env.guidance.detect(case.text, DetectionContext(customer_last=case.context or None))
+    seconds = time.perf_counter() - started
+    kinds = {d.behaviour_id: d.kind for d in found} | env.behaviour_kinds
+    detected = list(dict.fromkeys(d.behaviour_id for d in found))
+    verdicts = LineVerdicts(
+        expected=_split_kinds(case.expect, kinds),
+        detected=_split_kinds(detected, kinds),
+        evidence={d.behaviour_id: d.evidence for d in reversed(found)},
+    )
+    rows = [_detection_row(d) for d in found]
+    output = {
+        "text": case.text,
+        "context": case.context,
+        "category": case.category,
+        "expect": case.expect,
+        "detected": detected,
+        "expected_by_kind": verdicts.expected,
+        "detected_by_kind": verdicts.detected,
+        "detections": rows,
+    }
+    results = guidance_line_checks(verdicts)
+    text = _guidance_output_text(case, rows)
+    return _finish(repeat, None, results, seconds, state, text, output)
+
+
+def _count(scores: Scores, expected: set[str], detected: set[str]) -> None:
+    scores.tp += len(expected & detected)
+    scores.fp += len(detected - expected)
+    scores.fn += len(expected - detected)
+
+
+def _kind_scores(scores: Scores) -> KindScores:
+    return KindScores(
+        tp=scores.tp,
+        fp=scores.fp,
+        fn=scores.fn,
+        precision=round(scores.precision, 4),
+        recall=round(scores.recall, 4),
+    )
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def guidance_summary(outputs: list[dict[str, Any]], errors: int = 0) -> GuidanceSummary:
+    """Precision and recall per kind, the false-trigger rate (lines expecting no avoid-behaviour
+    where one was detected) and the neutral-clean rate, over guidance case outputs."""
+    scores = {"do": Scores(), "avoid": Scores()}
+    no_avoid = triggered = neutral = clean = 0
+    for out in outputs:
+        expected, detected = out["expected_by_kind"], out["detected_by_kind"]
+        for kind, kind_scores in scores.items():
+            _count(kind_scores, set(expected[kind]), set(detected[kind]))
+        if not expected["avoid"]:
+            no_avoid += 1
+            triggered += bool(detected["avoid"])
+        if not out["expect"]:
+            neutral += 1
+            clean += not out["detected"]
+    return GuidanceSummary(
+        lines=len(outputs),
+        errors=errors,
+        avoid=_kind_scores(scores["avoid"]),
+        do=_kind_scores(scores["do"]),
+        lines_without_avoid=no_avoid,
+        false_triggers=triggered,
+        false_trigger_rate=_rate(triggered, no_avoid),
+        neutral_lines=neutral,
+        neutral_clean=clean,
+        neutral_clean_rate=_rate(clean, neutral),
+    )
+
+
+def guidance_summaries(cases: list[CaseResult]) -> dict[str, GuidanceSummary]:
+    """One summary per suite that has guidance cases (over the runs that did not error)."""
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    errors: dict[str, int] = {}
+    for case in cases:
+        if case.kind != "guidance":
+            continue
+        outputs.setdefault(case.suite, [])
+        errors.setdefault(case.suite, 0)
+        for run in case.runs:
+            if run.error:
+                errors[case.suite] += 1
+            else:
+                outputs[case.suite].append(run.output)
+    return {suite: guidance_summary(outs, errors[suite]) for suite, outs in outputs.items()}
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -538,6 +688,8 @@ def _run_task(env: EvalServices, task: _Task, options: RunOptions) -> CaseRun:
             return run_coach_case(env, case, task.repeat)
         if isinstance(case, CustomerCase):
             return run_customer_case(env, case, task.repeat, options.scripts_dir)
+        if isinstance(case, GuidanceCase):
+            return run_guidance_case(env, case, task.repeat)
         return run_scoring_case(env, case, task.repeat, task.suite.path.parent)
     except ModelUnavailableError:
         raise
@@ -679,6 +831,7 @@ def run_evals(
         cache_hits=sum(r.cache_hits for r in runs),
         cache_misses=sum(r.cache_misses for r in runs),
         cases=cases,
+        guidance_summary=guidance_summaries(cases),
     )
     report.exit_code = exit_code_for(report)
     return report

@@ -1,11 +1,13 @@
 """Eval suites: YAML files in ``evals/suites/``, validated on load (errors name file and field).
 
-A suite holds cases of three kinds:
+A suite holds cases of four kinds:
 
 * ``coach``: a question (and optional history) for the coach, with assertions on the answer;
 * ``customer``: a scripted role-play (scenario, difficulty, seed, trainee turns), with
   assertions after any turn and at the end;
-* ``scoring``: a finished transcript and the scorecard it should get.
+* ``scoring``: a finished transcript and the scorecard it should get;
+* ``guidance``: a trainee line (and the customer's line before it) and the behaviours of the
+  guidance catalogue it shows; built-in checks, no assertions and no model call.
 
 Every assertion is a mapping with a ``type`` (see ``ASSERTION_TYPES``); which types and which
 ``field`` values apply depends on where the assertion sits (``SCOPES``).
@@ -25,8 +27,11 @@ from bot.datafiles import field_path, read_yaml
 from bot.errors import DataValidationError
 
 Scope = Literal["coach", "turn", "end", "scoring"]
-Kind = Literal["coach", "customer", "scoring"]
-KINDS: tuple[str, ...] = ("coach", "customer", "scoring")
+Kind = Literal["coach", "customer", "scoring", "guidance"]
+KINDS: tuple[str, ...] = ("coach", "customer", "scoring", "guidance")
+KINDS_TEXT = ", ".join(KINDS[:-1]) + f" or {KINDS[-1]}"
+# The checks every guidance case gets (no `assert` list): see bot.evals.assertions.
+GUIDANCE_CHECKS: tuple[str, ...] = ("credited", "no_false_trigger", "trigger_caught")
 
 # Text an assertion can look at, by scope; the first is the default.
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -519,7 +524,21 @@ class ScoringCase(_Case):
         return self
 
 
-Case = Annotated[CoachCase | CustomerCase | ScoringCase, Field(discriminator="kind")]
+class GuidanceCase(_Case):
+    """A trainee line and every catalogue behaviour it shows (``expect: []``: neutral).
+
+    Its checks are built in (``GUIDANCE_CHECKS``): each expected do-behaviour is detected, no
+    avoid-behaviour is detected that is not expected, each expected avoid-behaviour is detected.
+    """
+
+    kind: Literal["guidance"]
+    text: str = Field(min_length=1)
+    context: str | None = Field(None, description="The customer's previous line.")
+    expect: list[str] = Field(description="Behaviour ids the line shows; [] for a neutral line.")
+    category: str | None = None
+
+
+Case = Annotated[CoachCase | CustomerCase | ScoringCase | GuidanceCase, Field(discriminator="kind")]
 
 
 class SuiteFile(_Strict):
@@ -544,7 +563,7 @@ class Suite(BaseModel):
     path: Path
     description: str = ""
     threshold: float = 1.0
-    cases: list[Any]  # CoachCase | CustomerCase | ScoringCase
+    cases: list[Any]  # CoachCase | CustomerCase | ScoringCase | GuidanceCase
 
     def threshold_for(self, case: Any) -> float:
         return case.threshold if case.threshold is not None else self.threshold
@@ -584,14 +603,14 @@ def _first_error(path: Path, exc: ValidationError) -> DataValidationError:
     if first["type"] == "union_tag_not_found":
         tag = first.get("ctx", {}).get("discriminator", "")
         message = (
-            "missing 'kind' (coach, customer or scoring)"
+            f"missing 'kind' ({KINDS_TEXT})"
             if "kind" in tag
             else "missing 'type' (one of " + ", ".join(ASSERTION_TYPES) + ")"
         )
     elif first["type"] == "union_tag_invalid":
         tag = first.get("ctx", {}).get("tag")
         if "kind" in str(first.get("ctx", {}).get("discriminator", "")):
-            message = f"unknown kind {tag!r} (coach, customer or scoring)"
+            message = f"unknown kind {tag!r} ({KINDS_TEXT})"
         else:
             message = f"unknown assertion type {tag!r} (one of {', '.join(ASSERTION_TYPES)})"
     message = message.removeprefix("Value error, ")
@@ -676,6 +695,14 @@ class Checker:
                     f"unknown scorecard item {item!r} (one of {', '.join(sorted(keys))})",
                 )
 
+    def behaviours(self, path: Path, where: str, ids: list[str]) -> None:
+        """Each id names a catalogue behaviour, once (``where`` is the list's field)."""
+        for j, b in enumerate(ids):
+            if self.behaviour_ids is not None and b not in self.behaviour_ids:
+                raise _error(path, f"{where}[{j}]", f"unknown behaviour {b!r} (see guidance.yaml)")
+            if b in ids[:j]:
+                raise _error(path, f"{where}[{j}]", f"behaviour {b!r} is listed twice")
+
     def scenario(self, path: Path, where: str, scenario_id: str) -> None:
         if self.scenario_ids is not None and scenario_id not in self.scenario_ids:
             raise _error(
@@ -743,10 +770,26 @@ def _check_scoring(
     _check_all(checker, path, f"{where}.", own, "scoring")
 
 
+def _check_guidance(
+    checker: Checker, path: Path, where: str, case: GuidanceCase, suite_assertions: list[Any]
+) -> None:
+    checks = ", ".join(GUIDANCE_CHECKS)
+    if suite_assertions:
+        raise _error(path, "assert", f"guidance cases take no assertions (built in: {checks})")
+    if case.assertions:
+        raise _error(
+            path, f"{where}.assert", f"guidance cases take no assertions (built in: {checks})"
+        )
+    checker.behaviours(path, f"{where}.expect", case.expect)
+
+
 def _check_case(
     checker: Checker, path: Path, where: str, case: Any, suite_assertions: list[Any]
 ) -> None:
     """Cross-check one case; the suite-level assertions are prepended to its own."""
+    if isinstance(case, GuidanceCase):
+        _check_guidance(checker, path, where, case, suite_assertions)
+        return
     _check_all(checker, path, "", suite_assertions, _CASE_SCOPE[case.kind])
     own = list(case.assertions)
     case.assertions = [*suite_assertions, *own]
