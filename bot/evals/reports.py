@@ -68,7 +68,7 @@ def guidance_line(suite: str, g: GuidanceSummary) -> str:
     """A guidance suite's aggregate in one line."""
     errors = f", {g.errors} errored" if g.errors else ""
     return (
-        f"guidance {suite} ({g.lines} lines{errors}): "
+        f"{suite} (guidance engine, {g.lines} lines{errors}): "
         f"avoid precision {g.avoid.precision:.3f} recall {g.avoid.recall:.3f}; "
         f"do precision {g.do.precision:.3f} recall {g.do.recall:.3f}; "
         f"false triggers {_share(g.false_triggers, g.lines_without_avoid, g.false_trigger_rate)}; "
