@@ -622,7 +622,7 @@ def test_default_suites_are_valid_and_big_enough(checker):
     suites = load_suites(resolve_suites([], SUITES_DIR), checker)
     cases = [(s.name, c) for s in suites for c in s.cases]
     kinds = {c.kind for _, c in cases}
-    assert len(cases) >= 40 and kinds == {"coach", "customer", "scoring"}
+    assert len(cases) >= 40 and kinds == {"coach", "customer", "scoring", "guidance"}
     smoke = [c for _, c in cases if "smoke" in c.tags]
     assert {c.kind for c in smoke} == {"coach", "customer", "scoring"}
     assert 3 <= len(smoke) <= 15
