@@ -1092,6 +1092,262 @@ def test_cli_writes_every_report(tmp_path, cli_env, monkeypatch):
     assert "mini/shouting" in html and "every right to be upset" in html
 
 
+# ----------------------------------------------------------------- guidance cases
+
+GUIDANCE_SUITE = """
+name: g
+kind: guidance
+cases:
+  - id: apology
+    tags: [good, author-x]
+    category: good
+    text: "I am so sorry your parcel arrived broken."
+    expect: [specific_apology]
+  - id: reflect
+    context: "The parcel arrived broken and the box was soaked through, honestly."
+    text: "So the parcel arrived broken and the box was soaked?"
+    expect: [reflect_back]
+  - id: caught
+    text: "That is not my job."
+    expect: [not_my_job]
+  - id: neutral
+    text: "Can I take your account number?"
+    expect: []
+"""
+# A neutral line with a trigger phrase in it: the pattern engine fires, the label says no.
+FALSE_TRIGGER = """\
+  - id: calm
+    text: "Please calm down, sir."
+    expect: []
+"""
+DEV_SPLIT = PROJECT_ROOT / "evals" / "data" / "guidance" / "dev.yaml"
+GUIDANCE_CHECKS = ["credited", "no_false_trigger", "trigger_caught"]
+
+
+def no_model(settings, **overrides):
+    raise AssertionError("a guidance case must not build a chat model")
+
+
+@pytest.fixture
+def pattern_engine(monkeypatch):
+    """Eval runs get a pattern-only guidance engine (no embeddings: fast) and no chat model."""
+    from bot.guidance.engine import GuidanceEngine
+
+    engine = GuidanceEngine(load_catalogue(PROJECT_ROOT / "knowledge" / "guidance.yaml"), None)
+    monkeypatch.setattr("bot.evals.runner._guidance_engine", lambda *args: engine)
+    monkeypatch.setattr("bot.llm.make_chat_model", no_model)
+    return engine
+
+
+def build_script():
+    """scripts/build_guidance_suite.py, imported as a module."""
+    import importlib.util
+
+    path = PROJECT_ROOT / "scripts" / "build_guidance_suite.py"
+    spec = importlib.util.spec_from_file_location("build_guidance_suite", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_guidance_suite_loads(tmp_path, checker):
+    suite = load_suite(write_suite(tmp_path / "g.yaml", GUIDANCE_SUITE), checker)
+    by_id = {c.id: c for c in suite.cases}
+    assert {c.kind for c in suite.cases} == {"guidance"}
+    assert by_id["apology"].expect == ["specific_apology"] and by_id["apology"].category == "good"
+    assert by_id["apology"].tags == ["good", "author-x"] and by_id["apology"].context is None
+    assert by_id["reflect"].context.startswith("The parcel arrived broken")
+    assert by_id["neutral"].expect == [] and by_id["neutral"].assertions == []
+    keep = parse_filter("kind:guidance and tag:author-x")
+    assert [c.id for c in suite.cases if keep("g", c)] == ["apology"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        (
+            "expect: [specific_apology]",
+            "expect: [specific_apology, be_nice]",
+            "cases[0].expect[1]",
+            "unknown behaviour 'be_nice'",
+        ),
+        (
+            "expect: [specific_apology]",
+            "expect: [specific_apology, specific_apology]",
+            "cases[0].expect[1]",
+            "listed twice",
+        ),
+        ("    expect: [specific_apology]\n", "", "cases[0].expect", "required"),
+        ('    text: "I am so', '    txt: "I am so', "cases[0].txt", "Extra inputs"),
+        (
+            "    expect: [specific_apology]\n",
+            "    expect: [specific_apology]\n    assert:\n      - {type: contains, value: x}\n",
+            "cases[0].assert",
+            "no assertions (built in: credited, no_false_trigger, trigger_caught)",
+        ),
+        (
+            "kind: guidance\n",
+            "",
+            "cases[0]",
+            "missing 'kind' (coach, customer, scoring or guidance)",
+        ),
+    ],
+)
+def test_guidance_suite_errors_name_file_and_field(tmp_path, checker, old, new, field, words):
+    assert old in GUIDANCE_SUITE
+    path = write_suite(tmp_path / "g.yaml", GUIDANCE_SUITE.replace(old, new, 1))
+    with pytest.raises(DataValidationError) as err:
+        load_suite(path, checker)
+    message = str(err.value)
+    assert str(path) in message and f"field '{field}'" in message and words in message, message
+    assert "\n" not in message
+
+
+def test_guidance_cases_run_on_the_engine(tmp_path, eval_settings, checker, pattern_engine):
+    suites = load_suites([write_suite(tmp_path / "g.yaml", GUIDANCE_SUITE)], checker)
+    report = run_evals(suites, eval_settings, RunOptions(use_cache=False))
+    assert report.passed == 4 and report.exit_code == 0
+    for case in report.cases:
+        assert [a.type for a in case.runs[0].assertions] == GUIDANCE_CHECKS
+        assert [a.label for a in case.runs[0].assertions] == GUIDANCE_CHECKS
+    by_id = {c.id: c.runs[0] for c in report.cases}
+    # reflect_back needs the customer's line: the case's context reached the engine.
+    assert by_id["reflect"].output["detected"] == ["reflect_back"]
+    assert "Customer: The parcel arrived broken" in by_id["reflect"].output_text
+    assert by_id["caught"].output["detected_by_kind"] == {"do": [], "avoid": ["not_my_job"]}
+    assert "caught not_my_job" in by_id["caught"].assertions[2].why
+    summary = report.guidance_summary["g"]
+    assert (summary.lines, summary.do.tp, summary.do.fp, summary.do.fn) == (4, 2, 0, 0)
+    assert (summary.avoid.tp, summary.avoid.precision, summary.avoid.recall) == (1, 1.0, 1.0)
+    assert (summary.false_triggers, summary.lines_without_avoid) == (0, 3)
+    assert (summary.neutral_clean, summary.neutral_lines, summary.neutral_clean_rate) == (1, 1, 1.0)
+
+
+def test_a_false_trigger_fails_no_false_trigger(tmp_path, eval_settings, checker, pattern_engine):
+    path = write_suite(tmp_path / "g.yaml", GUIDANCE_SUITE + FALSE_TRIGGER)
+    report = run_evals(load_suites([path], checker), eval_settings, RunOptions(use_cache=False))
+    by_id = {c.id: c for c in report.cases}
+    calm = by_id["calm"]
+    assert not calm.passed and report.exit_code == 1
+    assert all(c.passed for c in report.cases if c.id != "calm")
+    verdicts = {a.type: a for a in calm.runs[0].assertions}
+    assert not verdicts["no_false_trigger"].passed
+    assert "false trigger: tell_to_calm_down" in verdicts["no_false_trigger"].why
+    assert verdicts["credited"].passed and verdicts["trigger_caught"].passed
+    assert calm.checks() == {"credited": True, "no_false_trigger": False, "trigger_caught": True}
+    summary = report.guidance_summary["g"]
+    assert (summary.false_triggers, summary.lines_without_avoid) == (1, 4)
+    assert summary.false_trigger_rate == 0.25 and summary.avoid.fp == 1
+    assert summary.avoid.precision == 0.5 and summary.neutral_clean_rate == 0.5
+    # The baseline keeps each check, so the comparison sees which one broke.
+    saved = save_baseline(report, tmp_path / "base.json")
+    assert saved.cases["g/calm"].checks["no_false_trigger"] is False
+
+
+def test_guidance_aggregate_in_every_report(tmp_path, eval_settings, checker, pattern_engine):
+    from rich.console import Console
+
+    from bot.evals.reports import print_terminal
+
+    path = write_suite(tmp_path / "g.yaml", GUIDANCE_SUITE + FALSE_TRIGGER)
+    report = run_evals(load_suites([path], checker), eval_settings, RunOptions(use_cache=False))
+    console = Console(record=True, width=250)
+    print_terminal(report, console)
+    text = console.export_text()
+    assert "g/calm: no_false_trigger: false trigger: tell_to_calm_down" in text
+    assert "g (guidance engine, 5 lines): avoid precision 0.500 recall 1.000" in text
+    assert "false triggers 1/4 (25.0%); neutral clean 1/2 (50.0%)" in text
+    data = report.to_json()
+    assert data["guidance_summary"]["g"]["false_trigger_rate"] == 0.25
+    assert data["totals"]["by_kind"] == {"guidance": {"cases": 5, "passed": 4}}
+    junit = ET.fromstring(render_junit(report))
+    properties = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert properties["guidance.false_trigger_rate"] == "0.25"
+    assert properties["guidance.avoid.precision"] == "0.5"
+    failed = [t for t in junit.iter("testcase") if t.find("failure") is not None]
+    assert [t.get("name") for t in failed] == ["calm"]
+    assert "FAIL no_false_trigger" in (failed[0].find("failure").text or "")
+    assert "false triggers 1/4" in render_html(report)
+
+
+def test_guidance_cases_tolerate_more_detection_fields(
+    tmp_path, eval_settings, checker, pattern_engine, monkeypatch
+):
+    from dataclasses import asdict, dataclass
+
+    from bot.guidance.engine import Detection
+
+    @dataclass(frozen=True)
+    class FutureDetection(Detection):
+        certain: bool = True
+
+    class FutureEngine:
+        """Today's detections with a field they may grow."""
+
+        def detect(self, text, context=None):
+            return [FutureDetection(**asdict(d)) for d in pattern_engine.detect(text, context)]
+
+    path = write_suite(tmp_path / "g.yaml", GUIDANCE_SUITE + FALSE_TRIGGER)
+    before = run_evals(load_suites([path], checker), eval_settings, RunOptions(use_cache=False))
+    monkeypatch.setattr("bot.evals.runner._guidance_engine", lambda *args: FutureEngine())
+    after = run_evals(load_suites([path], checker), eval_settings, RunOptions(use_cache=False))
+    assert [(c.id, c.passed, c.runs[0].output) for c in after.cases] == [
+        (c.id, c.passed, c.runs[0].output) for c in before.cases
+    ]
+    assert after.guidance_summary == before.guidance_summary
+
+
+def test_cli_guidance_suite_json_has_the_aggregate(cli_env, pattern_engine):
+    import yaml
+
+    lines = len(yaml.safe_load(DEV_SPLIT.read_text(encoding="utf-8")))
+    result = run_cli(cli_env, "guidance", "--json")
+    assert result.exit_code in (0, 1), result.stderr
+    data = json.loads(result.stdout)
+    summary = data["guidance_summary"]["guidance"]
+    assert summary["lines"] == lines and summary["errors"] == 0
+    for kind in ("avoid", "do"):
+        assert set(summary[kind]) == {"tp", "fp", "fn", "precision", "recall"}
+    assert 0 <= summary["false_trigger_rate"] <= 1 and 0 <= summary["neutral_clean_rate"] <= 1
+    assert data["totals"]["by_kind"]["guidance"]["cases"] == lines
+    terminal = run_cli(cli_env, "guidance", "--filter", "tag:neutral")
+    assert "guidance (guidance engine, " in terminal.stdout and "neutral clean" in terminal.stdout
+
+
+def test_guidance_suite_is_built_from_the_dev_split(tmp_path):
+    import yaml
+
+    script = build_script()
+    committed = SUITES_DIR / "guidance.yaml"
+    assert committed.read_text(encoding="utf-8") == script.render(script.read_source(DEV_SPLIT)), (
+        "evals/suites/guidance.yaml is out of date: run scripts/build_guidance_suite.py"
+    )
+    items = yaml.safe_load(DEV_SPLIT.read_text(encoding="utf-8"))
+    cases = yaml.safe_load(committed.read_text(encoding="utf-8"))["cases"]
+    assert len(cases) == len(items)
+    for number, (case, item) in enumerate(zip(cases, items, strict=True), start=1):
+        assert case["id"] == f"dev-{number:03d}"
+        assert case["tags"] == [item["category"], f"author-{item['author']}"]
+        assert (case["text"], case.get("context"), case["expect"]) == (
+            item["text"],
+            item.get("context"),
+            item["expect"],
+        )
+    out = tmp_path / "guidance.yaml"
+    assert script.main(["--out", str(out)]) == 0 and out.read_text() == committed.read_text()
+    assert script.main(["--out", str(out), "--check"]) == 0
+    out.write_text("stale\n")
+    assert script.main(["--out", str(out), "--check"]) == 1
+
+
+def test_build_script_refuses_the_frozen_test_split(tmp_path):
+    frozen = tmp_path / "test.yaml"  # a stand-in: the real test split is never opened here
+    frozen.write_text("- {text: x, expect: [], category: neutral, author: a}\n")
+    with pytest.raises(SystemExit, match="frozen"):
+        build_script().read_source(frozen)
+
+
 # ----------------------------------------------------------------- the regression test
 
 
