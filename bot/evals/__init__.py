@@ -1,4 +1,5 @@
-"""Regression evals of the coach, the simulated customer and the scorecard (``coachbot eval``).
+"""Regression evals of the coach, the simulated customer, the scorecard and the guidance
+engine (``coachbot eval``).
 
 * :mod:`bot.evals.suites`: YAML suites in ``evals/suites/`` → validated cases; ``--filter``.
 * :mod:`bot.evals.assertions`: one function per assertion type, each a verdict with a "why".
