@@ -78,3 +78,13 @@ def line_problem(text: str, beat: str, name: str, engine=None, topic: str = "") 
         agent_only=frozenset(engine.catalogue.customer_rules.agent_only) if engine else frozenset(),
     )
     return checker.problem(text, beat, topic)
+
+
+def saved_sessions(settings):
+    from bot.store.sessions import SessionStore
+
+    store = SessionStore.from_settings(settings)
+    try:
+        return store.list_sessions()
+    finally:
+        store.close()

@@ -15,7 +15,7 @@ from bot.coach.answer_text import enforce_citations, parse_answer, rewrite_query
 from bot.coach.coach import Coach
 from bot.config import PROJECT_ROOT
 from bot.knowledge import KnowledgeIndex
-from tests.conftest import PROMPTS, make_settings
+from tests.conftest import PROMPTS, make_settings, saved_sessions
 
 
 class CountingModel(FakeListChatModel):
@@ -193,16 +193,6 @@ def cli_coach(tmp_path, index, monkeypatch):
         "bot.llm.make_chat_model", lambda settings, **kw: RecordingModel(responses=[GOOD])
     )
     return settings
-
-
-def saved_sessions(settings):
-    from bot.store.sessions import SessionStore
-
-    store = SessionStore.from_settings(settings)
-    try:
-        return store.list_sessions()
-    finally:
-        store.close()
 
 
 def test_cli_ask_json(cli_coach):

@@ -23,7 +23,7 @@ from bot.roleplay.models import Transcript
 from bot.roleplay.scenarios import load_scenario, load_scenarios
 from bot.roleplay.scoring import format_scorecard, score_transcript
 from bot.roleplay.simulator import CustomerSimulator, run_script
-from tests.conftest import PROMPTS, line_problem, make_settings
+from tests.conftest import PROMPTS, line_problem, make_settings, saved_sessions
 
 SCENARIOS_DIR = PROJECT_ROOT / "prompts" / "scenarios"
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
@@ -337,16 +337,6 @@ def cli_settings(tmp_path, monkeypatch):
 def fake_llm(monkeypatch, cli_settings):
     monkeypatch.setattr("bot.llm.make_chat_model", lambda settings, **kw: fake_model())
     return cli_settings
-
-
-def saved_sessions(settings):
-    from bot.store.sessions import SessionStore
-
-    store = SessionStore.from_settings(settings)
-    try:
-        return store.list_sessions()
-    finally:
-        store.close()
 
 
 def test_cli_scenarios_json():
