@@ -50,6 +50,9 @@ class Detection:
     start: int
     end: int
     method: Literal["pattern", "semantic", "context"]
+    # False for a classifier-only hit below the catalogue's bar: the customer does not react
+    # to it and the scorecard does not count it; the debrief shows it as "possible".
+    certain: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
