@@ -568,8 +568,9 @@ class GuidanceEngine:
         possible (quoted, negated or invited lines the scope rules missed)."""
         if not probabilities:
             return found
+        _, blocked = self._pattern_vectors(text)
         judged: dict[str, Detection] = {}
-        for behaviour in self.catalogue.behaviours:
+        for j, behaviour in enumerate(self.catalogue.behaviours):
             p = probabilities[behaviour.id]
             bar = self.bars.sure_for(behaviour.id)
             hit = found.get(behaviour.id)
@@ -577,11 +578,23 @@ class GuidanceEngine:
                 doubted = behaviour.kind == "avoid" and p < self.bars.veto
                 judged[behaviour.id] = replace(hit, certain=not doubted)
             elif p >= self.bars.possible_ratio * bar:
+                sure = p >= bar and not (
+                    behaviour.kind == "avoid" and self._out_of_scope(text, hit, blocked[j])
+                )
                 where = hit or self._whole_line(behaviour, text)
                 judged[behaviour.id] = replace(
-                    where, confidence=round(p, 3), method="semantic", certain=p >= bar
+                    where, confidence=round(p, 3), method="semantic", certain=sure
                 )
         return judged
+
+    @staticmethod
+    def _out_of_scope(text: str, hit: Detection | None, pattern_blocked: float) -> bool:
+        """A trigger the classifier sees but the scope rules speak against: its pattern only
+        matches inside a quote, a negation or reported speech, or (with no scope-checked
+        sentence behind it) the line denies or reports something. Never more than possible."""
+        if pattern_blocked:
+            return True
+        return hit is None and bool(_NEGATOR.search(text) or _REPORTING.search(text))
 
     @staticmethod
     def _whole_line(behaviour: Behaviour, text: str) -> Detection:
