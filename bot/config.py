@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     )
     prompts_dir: Path = Field(PROJECT_ROOT / "prompts", validation_alias="COACHBOT_PROMPTS_DIR")
 
+    guidance_training: Path | None = Field(
+        PROJECT_ROOT / "evals" / "data" / "guidance" / "train.yaml",
+        validation_alias="COACHBOT_GUIDANCE_TRAINING",
+        description="labelled lines the guidance line classifier is trained on (none: off)",
+    )
+
     chroma_path: Path | None = Field(None, validation_alias="CHROMA_PATH")
     chroma_host: str | None = Field(None, validation_alias="CHROMA_HOST")
     chroma_port: int = Field(8000, validation_alias="CHROMA_PORT")

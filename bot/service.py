@@ -106,6 +106,7 @@ class Services:
                 self._guidance = default_engine(
                     self.settings.knowledge_dir / "guidance.yaml",
                     cache_dir=self.settings.cache_dir,
+                    training=self.settings.guidance_training,
                 )
                 self._guidance.warm_up()
             return self._guidance

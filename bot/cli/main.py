@@ -156,7 +156,8 @@ def _detections(text: str, customer: str | None) -> tuple[str, list[dict[str, An
 
 def _print_detection(r: dict[str, Any]) -> None:
     colour, mark = ("green", "✔ do") if r["kind"] == "do" else ("red", "✘ avoid")
-    how = f"({r['method']}, confidence {r['confidence']:.2f})"
+    sure = "" if r.get("certain", True) else "; possible: not counted, the customer ignores it"
+    how = f"({r['method']}, confidence {r['confidence']:.2f}{sure})"
     console.print(line((mark, f"bold {colour}"), " ", (r["name"], "bold"), " ", (how, "dim")))
     console.print(line(f"   evidence: “{r['evidence']}”"))
     console.print(line(f"   why: {r['why']}"))

@@ -78,8 +78,20 @@ class RunOptions:
 def _guidance_engine(
     settings: Settings, embeddings: CachedEmbeddings, catalogue: Any
 ) -> GuidanceEngine:
-    """The guidance engine over the catalogue, with the eval's cached embeddings."""
-    engine = GuidanceEngine(catalogue, embeddings, cache_dir=settings.cache_dir)
+    """The guidance engine over the catalogue, with the eval's cached embeddings (and the
+    line classifier with its bars, as the app builds it)."""
+    from bot.guidance.classifier import load_thresholds
+    from bot.guidance.engine import load_training
+
+    training = settings.guidance_training
+    bars = settings.knowledge_dir / "guidance_thresholds.yaml"
+    engine = GuidanceEngine(
+        catalogue,
+        embeddings,
+        cache_dir=settings.cache_dir,
+        training=load_training(training) if training and training.is_file() else None,
+        thresholds=load_thresholds(bars) if bars.is_file() else None,
+    )
     engine.warm_up()
     return engine
 

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +30,19 @@ from typing import Any, Literal
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from bot.datafiles import read_yaml
+from bot.errors import DataValidationError
 from bot.guidance.catalogue import Behaviour, GuidanceCatalogue, Kind, load_catalogue
+from bot.guidance.classifier import (
+    CATALOGUE_WEIGHT,
+    LineClassifier,
+    LineInputs,
+    Thresholds,
+    TrainingLine,
+    line_features,
+    load_thresholds,
+    training_digest,
+)
 
 CLASSIFIER_VERSION = "softmax-1"
 
@@ -50,6 +62,9 @@ class Detection:
     start: int
     end: int
     method: Literal["pattern", "semantic", "context"]
+    # False for a classifier-only hit below the catalogue's bar: the customer does not react
+    # to it and the scorecard does not count it; the debrief shows it as "possible".
+    certain: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,10 +247,17 @@ class GuidanceEngine:
         catalogue: GuidanceCatalogue,
         embeddings: Embeddings | None = None,
         cache_dir: Path | None = None,
+        training: list[TrainingLine] | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.embeddings = embeddings
         self.cache_dir = cache_dir
+        self.training = training  # labelled lines: with them, the line classifier decides
+        self.bars = thresholds or Thresholds()
+        self._line_classifier: LineClassifier | None = None
+        self._vectors: dict[str, np.ndarray] = {}
+        self._vectors_lock = threading.Lock()
         self._patterns = {
             b.id: [re.compile(p, re.IGNORECASE) for p in b.patterns] for b in catalogue.behaviours
         }
@@ -245,6 +267,23 @@ class GuidanceEngine:
 
     # -- semantic classifier over the examples
     def _embed(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors; the last few thousand texts are remembered (a line's sentences are
+        embedded once for both classifiers)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            fresh = self._embed_now(missing)
+            with self._vectors_lock:
+                if len(self._vectors) > 4096:
+                    self._vectors.clear()
+                self._vectors.update(zip(missing, fresh, strict=True))
+        return np.stack([self._vectors[t] for t in texts])
+
+    def forget_vectors(self) -> None:
+        """Drop the remembered sentence vectors (benchmarks time a line as if new)."""
+        with self._vectors_lock:
+            self._vectors.clear()
+
+    def _embed_now(self, texts: list[str]) -> np.ndarray:
         assert self.embeddings is not None
         if hasattr(self.embeddings, "embed_array"):
             return np.asarray(self.embeddings.embed_array(texts), dtype=np.float32)
@@ -279,6 +318,94 @@ class GuidanceEngine:
                 np.savez(tmp, weights=self._classifier.weights, bias=self._classifier.bias)
                 os.replace(tmp, cached)
 
+    def _ensure_line_classifier(self) -> None:
+        self._ensure_index()
+        if self._line_classifier is not None or self._classifier is None or not self.training:
+            return
+        with self._lock:
+            if self._line_classifier is not None:
+                return
+            rows = self._training_rows()
+            cached = self._line_cache_path(rows)
+            if cached is not None and cached.is_file():
+                self._line_classifier = LineClassifier.load(cached)
+                return
+            features = np.stack([self._features(text, context) for text, context, _, _ in rows])
+            labels = np.array([[b in expect for b in self.catalogue.ids] for *_, expect, _ in rows])
+            weights = np.array([weight for *_, weight in rows])
+            self._line_classifier = LineClassifier.fit(
+                self.catalogue.ids, features, labels.astype(int), weights
+            )
+            if cached is not None:
+                self._line_classifier.save(cached)
+
+    def _training_rows(self) -> list[tuple[str, str | None, tuple[str, ...], float]]:
+        """(text, context, behaviours, weight): the catalogue's examples and neutral lines at
+        half weight, then the labelled trainee lines."""
+        rows = [
+            (example, None, (behaviour.id,), CATALOGUE_WEIGHT)
+            for behaviour in self.catalogue.behaviours
+            for example in behaviour.examples
+        ]
+        rows += [(line, None, (), CATALOGUE_WEIGHT) for line in self.catalogue.neutral_examples]
+        rows += [(line.text, line.context, line.expect, 1.0) for line in self.training or []]
+        return rows
+
+    def _line_cache_path(
+        self, rows: list[tuple[str, str | None, tuple[str, ...], float]]
+    ) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        model = getattr(self.embeddings, "model_name", type(self.embeddings).__name__)
+        patterns = [b.patterns for b in self.catalogue.behaviours]
+        digest = training_digest(model, [rows, patterns, self.catalogue.ids])
+        return self.cache_dir / f"guidance-lines-{digest}.npz"
+
+    def _pattern_vectors(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per behaviour: a pattern matches in scope; a pattern matches but is blocked."""
+        in_scope = np.zeros(len(self.catalogue.behaviours), dtype=np.float32)
+        blocked = np.zeros(len(self.catalogue.behaviours), dtype=np.float32)
+        for j, behaviour in enumerate(self.catalogue.behaviours):
+            for pattern in self._patterns[behaviour.id]:
+                for match in pattern.finditer(text):
+                    if match.end() == match.start():
+                        continue
+                    if scope_blocked(text, match.start(), match.end(), behaviour.id):
+                        blocked[j] = 1.0
+                    else:
+                        in_scope[j] = 1.0
+        return in_scope, blocked
+
+    def _features(
+        self, text: str, context: str | None, vectors: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The line classifier's features (``vectors``: the line's, then its units', if known)."""
+        assert self._classifier is not None
+        units = semantic_units(text)
+        if vectors is None:
+            vectors = self._embed([text] + [text[s:e] for s, e in units])
+        probabilities = self._classifier.predict_proba(vectors)
+        in_scope, blocked = self._pattern_vectors(text)
+        return line_features(
+            LineInputs(
+                text=text,
+                vector=vectors[0],
+                softmax_line=probabilities[0],
+                softmax_units=probabilities[1:],
+                pattern_in_scope=in_scope,
+                pattern_blocked=blocked,
+                playback=_playback(text, context),
+            )
+        )
+
+    def line_probabilities(self, text: str, context: str | None = None) -> dict[str, float]:
+        """The line classifier's probability for each behaviour ({} without one)."""
+        self._ensure_line_classifier()
+        if self._line_classifier is None or not text.strip():
+            return {}
+        row = self._line_classifier.predict(self._features(text, context))[0]
+        return dict(zip(self._line_classifier.ids, (float(p) for p in row), strict=True))
+
     def _cache_path(self, texts: list[str], labels: list[int]) -> Path | None:
         """Where the trained classifier for exactly these examples is kept (None: no cache)."""
         if self.cache_dir is None:
@@ -305,8 +432,8 @@ class GuidanceEngine:
         return self.catalogue.behaviours[best], float(probabilities[best])
 
     def warm_up(self) -> None:
-        """Train the semantic classifier now rather than on the first line."""
-        self._ensure_index()
+        """Train the classifiers now rather than on the first line."""
+        self._ensure_line_classifier()
 
     # -- detection
     def _pattern_hits(self, text: str, scoped: bool = True) -> dict[str, Detection]:
@@ -428,30 +555,114 @@ class GuidanceEngine:
         for extra in (self._context_hits(text, context), semantic):
             for key, value in extra.items():
                 found.setdefault(key, value)
+        if scoped and self.training:
+            customer = context.customer_last if context else None
+            found = self._judged(text, found, self.line_probabilities(text, customer))
         return sorted(found.values(), key=lambda d: (-d.confidence, d.start))
+
+    def _judged(
+        self, text: str, found: dict[str, Detection], probabilities: dict[str, float]
+    ) -> dict[str, Detection]:
+        """The line classifier's verdict on every behaviour: sure above its bar, "possible"
+        just below it, gone further down; a trigger pattern it strongly doubts is only
+        possible (quoted, negated or invited lines the scope rules missed)."""
+        if not probabilities:
+            return found
+        _, blocked = self._pattern_vectors(text)
+        judged: dict[str, Detection] = {}
+        for j, behaviour in enumerate(self.catalogue.behaviours):
+            p = probabilities[behaviour.id]
+            bar = self.bars.sure_for(behaviour.id)
+            hit = found.get(behaviour.id)
+            if hit is not None and hit.method in ("pattern", "context"):
+                doubted = behaviour.kind == "avoid" and p < self.bars.veto
+                judged[behaviour.id] = replace(hit, certain=not doubted)
+            elif p >= self.bars.possible_ratio * bar:
+                sure = p >= bar and not (
+                    behaviour.kind == "avoid" and self._out_of_scope(text, hit, blocked[j])
+                )
+                where = hit or self._whole_line(behaviour, text)
+                judged[behaviour.id] = replace(
+                    where, confidence=round(p, 3), method="semantic", certain=sure
+                )
+        return judged
+
+    @staticmethod
+    def _out_of_scope(text: str, hit: Detection | None, pattern_blocked: float) -> bool:
+        """A trigger the classifier sees but the scope rules speak against: its pattern only
+        matches inside a quote, a negation or reported speech, or (with no scope-checked
+        sentence behind it) the line denies or reports something. Never more than possible."""
+        if pattern_blocked:
+            return True
+        return hit is None and bool(_NEGATOR.search(text) or _REPORTING.search(text))
+
+    @staticmethod
+    def _whole_line(behaviour: Behaviour, text: str) -> Detection:
+        start = len(text) - len(text.lstrip())
+        return Detection(behaviour.id, behaviour.kind, behaviour.name, 0.0, text.strip(),
+                         start, len(text.rstrip()), "semantic")  # fmt: skip
+
+
+def _playback(text: str, context: str | None) -> np.ndarray:
+    """[has a customer line, share of their words I use, share of my words that are theirs]."""
+    if not context:
+        return np.zeros(3, dtype=np.float32)
+    theirs, mine = content_words(context), content_words(text)
+    shared = len(theirs & mine)
+    return np.array([1.0, shared / max(1, len(theirs)), shared / max(1, len(mine))], np.float32)
 
 
 @lru_cache(maxsize=4)
-def _cached_engine(path: str, semantic: bool, cache_dir: str | None) -> GuidanceEngine:
+def _cached_engine(
+    path: str, semantic: bool, cache_dir: str | None, training: str | None
+) -> GuidanceEngine:
     from bot.llm.embeddings import local_embeddings
 
+    catalogue_path = Path(path)
+    bars = catalogue_path.with_name("guidance_thresholds.yaml")
     return GuidanceEngine(
-        load_catalogue(Path(path)),
+        load_catalogue(catalogue_path),
         local_embeddings() if semantic else None,
         cache_dir=Path(cache_dir) if cache_dir else None,
+        training=load_training(Path(training)) if training and semantic else None,
+        thresholds=load_thresholds(bars) if bars.is_file() else None,
     )
 
 
 def default_engine(
-    path: Path, semantic: bool = True, cache_dir: Path | None = None
+    path: Path,
+    semantic: bool = True,
+    cache_dir: Path | None = None,
+    training: Path | None = None,
 ) -> GuidanceEngine:
     """The process-wide engine over the catalogue at ``path`` with the local embeddings
-    (classifier vectors cached under ``cache_dir`` when given).
+    (classifiers cached under ``cache_dir`` when given). With ``training`` (a labelled set)
+    the line classifier judges every detection, with the bars of ``guidance_thresholds.yaml``
+    beside the catalogue.
 
-    The semantic classifier always uses the embedded MiniLM (fast, offline, and what the
-    thresholds were tuned on), whatever embedding provider the knowledge index uses.
+    The classifiers always use the embedded MiniLM (fast, offline, and what the bars were
+    chosen on), whatever embedding provider the knowledge index uses.
     """
-    return _cached_engine(str(path.resolve()), semantic, str(cache_dir) if cache_dir else None)
+    return _cached_engine(
+        str(path.resolve()),
+        semantic,
+        str(cache_dir) if cache_dir else None,
+        str(training.resolve()) if training else None,
+    )
+
+
+def load_training(path: Path) -> list[TrainingLine]:
+    """A labelled set (``text``, ``expect``, optional ``context``) as training lines."""
+    data = read_yaml(path)
+    if not isinstance(data, list):
+        raise DataValidationError(f"{path}: expected a list of labelled lines")
+    lines = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or not str(item.get("text", "")).strip():
+            raise DataValidationError(f"{path}: field '[{index}].text': a line is needed")
+        expect = tuple(item.get("expect") or ())
+        lines.append(TrainingLine(str(item["text"]), expect, item.get("context")))
+    return lines
 
 
 def cited_source(behaviour: Behaviour, knowledge_dir: Path) -> dict[str, Any]:

@@ -34,6 +34,8 @@ class CheckResult(BaseModel):
     points: int
     max_points: int
     evidence: list[Evidence] = Field(default_factory=list)
+    # what the engine was not sure of: shown as "possible", never counted
+    possible: list[Evidence] = Field(default_factory=list)
     source_origin: str
     source_quote: str
     note: str = ""
@@ -73,10 +75,18 @@ def _detections(transcript: Transcript, engine: GuidanceEngine) -> list[list[dic
     return out
 
 
+def _certain(detection: dict[str, Any]) -> bool:
+    return bool(detection.get("certain", True))  # transcripts saved before this field: sure
+
+
 def _seen_behaviours(
-    transcript: Transcript, per_turn: list[list[dict[str, Any]]], ignored: list[int]
+    transcript: Transcript,
+    per_turn: list[list[dict[str, Any]]],
+    ignored: list[int],
+    certain: bool = True,
 ) -> dict[str, list[Evidence]]:
-    """Each behaviour seen in the trainee's lines, with the quotes that show it."""
+    """Each behaviour seen in the trainee's lines (those the engine is sure of, or with
+    ``certain=False`` the possible ones), with the quotes that show it."""
     seen: dict[str, list[Evidence]] = {}
     for turn, detections in zip(transcript.turns, per_turn, strict=True):
         if turn.index in ignored:
@@ -85,14 +95,18 @@ def _seen_behaviours(
             detections = [
                 d for d in detections if d["kind"] == "avoid" and d.get("method") == "pattern"
             ]
-        for d in detections:
+        for d in (d for d in detections if _certain(d) == certain):
             seen.setdefault(d["behaviour_id"], []).append(
                 Evidence(turn=turn.index, quote=d["evidence"], line=turn.trainee)
             )
     return seen
 
 
-def _do_items(catalogue: GuidanceCatalogue, seen: dict[str, list[Evidence]]) -> list[CheckResult]:
+def _do_items(
+    catalogue: GuidanceCatalogue,
+    seen: dict[str, list[Evidence]],
+    possible: dict[str, list[Evidence]],
+) -> list[CheckResult]:
     items = []
     for check in catalogue.scorecard.do_checks:
         evidence = [e for b in check.behaviours for e in seen.get(b, [])]
@@ -106,6 +120,7 @@ def _do_items(catalogue: GuidanceCatalogue, seen: dict[str, list[Evidence]]) -> 
                 points=check.points if evidence else 0,
                 max_points=check.points,
                 evidence=sorted(evidence, key=lambda e: e.turn)[:3],
+                possible=[] if evidence else _possible(check.behaviours, possible),
                 source_origin=source.origin,
                 source_quote=source.quote,
                 note="" if evidence else "not seen in the conversation",
@@ -114,8 +129,14 @@ def _do_items(catalogue: GuidanceCatalogue, seen: dict[str, list[Evidence]]) -> 
     return items
 
 
+def _possible(ids: list[str], possible: dict[str, list[Evidence]]) -> list[Evidence]:
+    return sorted((e for b in ids for e in possible.get(b, [])), key=lambda e: e.turn)[:2]
+
+
 def _avoid_items(
-    catalogue: GuidanceCatalogue, seen: dict[str, list[Evidence]]
+    catalogue: GuidanceCatalogue,
+    seen: dict[str, list[Evidence]],
+    possible: dict[str, list[Evidence]],
 ) -> list[CheckResult]:
     each = catalogue.scorecard.avoid_points_each
     items = []
@@ -130,6 +151,7 @@ def _avoid_items(
                 points=0 if evidence else each,
                 max_points=each,
                 evidence=evidence[:3],
+                possible=[] if evidence else _possible([behaviour.id], possible),
                 source_origin=behaviour.source.origin,
                 source_quote=behaviour.source.quote,
                 note=f"used {len(evidence)} time(s)" if evidence else "",
@@ -164,7 +186,8 @@ def score_transcript(
     per_turn = _detections(transcript, engine)
     ignored = [t.index for t in transcript.turns if t.off_script or OFF_SCRIPT.search(t.trainee)]
     seen = _seen_behaviours(transcript, per_turn, ignored)
-    items = _do_items(catalogue, seen) + _avoid_items(catalogue, seen)
+    possible = _seen_behaviours(transcript, per_turn, ignored, certain=False)
+    items = _do_items(catalogue, seen, possible) + _avoid_items(catalogue, seen, possible)
     mood = [transcript.start_state.anger] + [t.state.anger for t in transcript.turns]
     outcome_points, outcome_key = _outcome(transcript, mood, catalogue.scorecard.outcome_points)
     score = sum(i.points for i in items) + outcome_points
@@ -202,8 +225,8 @@ def _rewrites(
     for turn, detections in zip(transcript.turns, per_turn, strict=True):
         if turn.index in ignored:
             continue
-        avoid = [d for d in detections if d["kind"] == "avoid"]
-        do = [d for d in detections if d["kind"] == "do"]
+        avoid = [d for d in detections if d["kind"] == "avoid" and _certain(d)]
+        do = [d for d in detections if d["kind"] == "do" and _certain(d)]
         scored.append((len(do) - 2 * len(avoid), turn, avoid))
     scored.sort(key=lambda item: (item[0], item[1].index))
     rewrites: list[Rewrite] = []
@@ -246,6 +269,8 @@ def format_scorecard(card: Scorecard) -> str:
         lines.append(f"{mark} {item.label} ({item.points}/{item.max_points})")
         for e in item.evidence[:2]:
             lines.append(f"    turn {e.turn}: “{e.quote}”")
+        for e in item.possible:
+            lines.append(f"    possibly, turn {e.turn}: “{e.quote}” (not counted: not sure)")
         if not item.passed or item.kind == "do":
             quote = re.sub(r"\s+", " ", item.source_quote)
             lines.append(f"    source ({item.source_origin}): {quote}")

@@ -193,7 +193,9 @@ class CustomerSimulator:
             # Words aimed at the grader or the model earn nothing, but a trigger said along
             # with them still costs: prefixing "grader:" must not hide a "calm down".
             detections = steering_costs(detections)
-        rules = self.apply_rules(detections, trainee, off_script)
+        # Only what the engine is sure of moves the customer (a "possible" trigger never
+        # angers them, a "possible" credit never soothes them); every detection is kept.
+        rules = self.apply_rules([d for d in detections if d.certain], trainee, off_script)
         self.model_error = self.model_notice = None
         line, attempts, fallback, first_token = self._generate(trainee, rules, on_token)
         turn = Turn(
@@ -241,7 +243,11 @@ class CustomerSimulator:
         """The behaviour to suggest next and why (the catalogue's customer_rules say which)."""
         s, rules = self.state, self.guidance.catalogue.customer_rules
         last = self.transcript.turns[-1] if self.transcript.turns else None
-        last_avoid = [d for d in (last.detections if last else []) if d["kind"] == "avoid"]
+        last_avoid = [
+            d
+            for d in (last.detections if last else [])
+            if d["kind"] == "avoid" and d.get("certain", True)
+        ]
         if last_avoid:
             return rules.instead[last_avoid[0]["behaviour_id"]], (
                 f"Your last line (“{last_avoid[0]['evidence']}”) is "
