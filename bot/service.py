@@ -30,6 +30,7 @@ from bot.inputs import clean_user_text
 from bot.llm.chat import ChatSession
 from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
+from bot.roleplay.acts import ActCatalogue, load_acts
 from bot.roleplay.models import Hint, Turn
 from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
 from bot.roleplay.scoring import Scorecard, score_transcript
@@ -96,6 +97,11 @@ class Services:
     def prompts(self) -> PromptLibrary:
         """Every prompt and fixed message, from ``settings.prompts_dir``."""
         return PromptLibrary(self.settings.prompts_dir)
+
+    @cached_property
+    def trainee_acts(self) -> ActCatalogue:
+        """What a trainee line does as a move (``knowledge/trainee_acts.yaml``)."""
+        return load_acts(self.settings.knowledge_dir / "trainee_acts.yaml")
 
     @property
     def guidance(self) -> GuidanceEngine:
@@ -176,6 +182,7 @@ class Services:
             difficulty,  # type: ignore[arg-type]
             seed,
             prompts=self.prompts,
+            acts=self.trainee_acts,
         )
 
     def warm_up(self) -> None:

@@ -152,10 +152,10 @@ def test_hidden_issue_stays_hidden_until_they_feel_heard(scenarios, engine):
     assert sim.state.patience < sim.preset.patience, "no progress uses up patience"
 
 
-def test_offer_before_feeling_heard_is_rejected(scenarios, engine):
+def test_offer_before_feeling_heard_is_weighed_not_accepted(scenarios, engine):
     sim = sim_for(scenarios, engine)
     turn = sim.respond("I can send a free replacement by express courier.")
-    assert turn.beat == "reject_offer" and not sim.finished
+    assert turn.beat == "consider_offer" and not sim.finished
 
 
 def test_empathetic_script_resolves(scenarios, engine):

@@ -65,6 +65,36 @@ def clean_customer_line(raw: str, name: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+# Words no customer of ours says unless their scenario says they swear (persona.may_swear).
+_PROFANITY = re.compile(
+    r"\b(fuck\w*|shit\w*|bullshit|dick\w*|arse\w*|ass(hole)?s?|bastard\w*|bitch\w*|"
+    r"crap\w*|piss\w*|bloody|damn\w*|wank\w*|twat\w*|prick\w*|cock\w*|bollocks)\b",
+    re.I,
+)
+_APOLOGY_START = re.compile(r"^\W*(i['’]?m|i am|we['’]re|we are)\s+(so\s+|really\s+|very\s+)?sorry",
+                            re.I)  # fmt: skip
+
+
+def _ngrams(text: str, n: int = 5) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9£$']+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def echoes_trainee(line: str, trainee: str) -> bool:
+    """The customer says back five words in a row of the trainee's line, or their apology."""
+    return bool(_ngrams(line) & _ngrams(trainee)) or bool(trainee and _APOLOGY_START.search(line))
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the line must do beyond its beat: name one of the offer's words, answer a fact,
+    and not echo what the trainee said."""
+
+    topic: str = ""
+    must_name: tuple[str, ...] = ()
+    trainee: str = ""
+
+
 @dataclass(frozen=True)
 class LineChecker:
     """Why a generated customer line is unusable, or None if it is fine.
@@ -77,16 +107,32 @@ class LineChecker:
     engine: GuidanceEngine | None = None
     echo: PromptEcho | None = None
     agent_only: frozenset[str] = frozenset()
+    may_swear: bool = False
 
-    def problem(self, text: str, beat: str, topic: str = "") -> str | None:
+    def problem(self, text: str, beat: str, topic: str = "", expect: Expectation | None = None
+                ) -> str | None:  # fmt: skip
         """``topic`` is what the beat is about (the gripe, or the hidden issue): a gripe must
-        touch it, and a reveal must say it."""
+        touch it, and a reveal must say it; ``expect`` adds the offer and the trainee's line."""
+        expect = expect or Expectation(topic)
         return (
             self._form_problem(text)
             or self._voice_problem(text, beat)
             or self._beat_problem(text, beat)
-            or self._topic_problem(text, beat, topic)
+            or self._topic_problem(text, beat, topic or expect.topic)
+            or self._fit_problem(text, beat, expect)
         )
+
+    def _fit_problem(self, text: str, beat: str, expect: Expectation) -> str | None:
+        if not self.may_swear and _PROFANITY.search(text):
+            return "profanity"
+        if expect.trainee and echoes_trainee(text, expect.trainee):
+            return "echoes the trainee"
+        words = set(re.findall(r"[a-z0-9£$]+", text.lower()))
+        named = any(k.lower() in text.lower() if " " in k else k.lower() in words
+                    for k in expect.must_name)  # fmt: skip
+        if expect.must_name and not named:
+            return "does not name the offer"
+        return None
 
     def _form_problem(self, text: str) -> str | None:
         if len(text.split()) < 4:
@@ -132,13 +178,24 @@ class LineChecker:
             return "does not say the real issue"
         if beat == "gripe" and not shared:
             return "does not voice the complaint"
+        if beat == "answer_fact" and not _key_words(topic) <= content_words(text) | _key_words(
+            text
+        ):
+            return "does not give the fact"
         return None
+
+
+def _key_words(text: str) -> set[str]:
+    """The numbers of a fact (what a reply must say), e.g. '4471', '£186', '12th'."""
+    return set(re.findall(r"[£$€]?\d[\d,.]*\w*", text.lower()))
 
 
 CUSTOMER_PROMPTS = ("customer_system.md", "customer_turn.md", "customer_beats.yaml")
 
 
-def customer_line_checker(name: str, engine: GuidanceEngine, prompts: PromptLibrary) -> LineChecker:
+def customer_line_checker(
+    name: str, engine: GuidanceEngine, prompts: PromptLibrary, may_swear: bool = False
+) -> LineChecker:
     """The checker for one customer's lines: the catalogue's agent-only behaviours, and the
     customer prompts' own instructions as echo material."""
     return LineChecker(
@@ -146,4 +203,5 @@ def customer_line_checker(name: str, engine: GuidanceEngine, prompts: PromptLibr
         engine=engine,
         echo=PromptEcho(prompts.source(t) for t in CUSTOMER_PROMPTS),
         agent_only=frozenset(engine.catalogue.customer_rules.agent_only),
+        may_swear=may_swear,
     )

@@ -24,6 +24,8 @@ class MoodState(BaseModel):
     hidden_revealed: bool = False
     offer_made: bool = False
     solution_asked: bool = False
+    offered_terms: list[str] = Field(default_factory=list)  # fair-resolution terms offered so far
+    facts_told: list[str] = Field(default_factory=list)  # facts the customer has answered
     turn: int = 0
 
 

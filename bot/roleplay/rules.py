@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.guidance.catalogue import CustomerRules
 from bot.guidance.engine import Detection, content_words
+from bot.roleplay.acts import ActCatalogue, OfferReading, TraineeMove, read_move
 from bot.roleplay.models import MoodState, Outcome, StateChange
 from bot.roleplay.scenarios import DifficultyPreset, Scenario
 
@@ -24,6 +25,7 @@ _OFFER_FRAME = re.compile(
     r"\blet me (send|refund|arrange|book|get|credit|waive|replace|cover)\b|\boffer\b",
     re.I,
 )
+_NEUTRAL_MOVES = {"factual_question", "wait_request", "closing", "anything_else", "fair_question"}
 _LIMITS = {"anger": (0, 10), "trust": (0, 10), "patience": (0, 99), "heard": (0, 99)}
 
 # A beat's instruction: the key of its text in prompts/customer_beats.yaml and its variables.
@@ -37,6 +39,9 @@ class RulesOutcome:
     instruction: Instruction = ("", {})
     outcome: Outcome | None = None
     topic: str = ""  # what the line must be about (a gripe, the hidden issue)
+    must_name: list[str] = field(default_factory=list)  # one of these words (the offer's terms)
+    fill: dict[str, str] = field(default_factory=dict)  # {offer}/{missing} in fallback lines
+    answer: str = ""  # the fact a factual question asked for (its fallback line)
 
 
 @dataclass
@@ -64,12 +69,18 @@ class MoodRules:
     """Updates a customer's state from the behaviours in a trainee line and picks the beat."""
 
     def __init__(
-        self, scenario: Scenario, preset: DifficultyPreset, rules: CustomerRules, state: MoodState
+        self,
+        scenario: Scenario,
+        preset: DifficultyPreset,
+        rules: CustomerRules,
+        state: MoodState,
+        acts: ActCatalogue | None = None,
     ) -> None:
         self.scenario = scenario
         self.preset = preset
         self.rules = rules
         self.state = state
+        self.acts = acts  # without act cues, only the behaviours and offers are read
 
     def apply(self, detections: list[Detection], trainee: str, off_script: bool) -> RulesOutcome:
         """Update the state from what the trainee did and choose the customer's beat."""
@@ -80,18 +91,68 @@ class MoodRules:
         if off_script:
             turn.change("patience", -1, "off_script", "the line was not said to the customer")
         self._triggers(turn, avoid)
-        if not avoid and not off_script:
-            self._listening(turn, listening, detections)
         offer = not off_script and self.is_offer(trainee, detections)
+        move = self._move(trainee, detections, offer)
+        if not avoid and not off_script:
+            self._listening(turn, listening, detections, move)
         if offer:
             self.state.offer_made = True
-        if not detections and not offer and not off_script:
+            self._offer_effect(turn, move.offer, bool(avoid))
+        if not detections and not offer and not off_script and not move.acts & _NEUTRAL_MOVES:
             turn.change("patience", -1, "no_progress", "nothing in the line helps them feel heard")
         if self.state.feels_heard and self.state.anger > 8:
             self.state.feels_heard = False
             cause = avoid[0].behaviour_id if avoid else "anger"
             turn.note("feels_heard", False, cause, "angry again: no longer feels heard")
-        return self._choose_beat(turn.changes, avoid, listening, offer, off_script)
+        if avoid or off_script or self.state.anger >= 10 or self.state.patience <= 0:
+            return self._choose_beat(turn.changes, avoid, listening, offer, off_script)
+        return self._answer_move(turn.changes, listening, move) or self._choose_beat(
+            turn.changes, avoid, listening, offer, off_script
+        )
+
+    def _move(self, trainee: str, detections: list[Detection], offer: bool) -> TraineeMove:
+        if self.acts is None:
+            return TraineeMove()
+        offered = self.state.offered_terms
+        move = read_move(trainee, detections, self.scenario, self.acts, offered, offer)
+        if move.offer is not None:
+            new = [t.name for t in move.offer.offered if t.name not in offered]
+            self.state.offered_terms = [*offered, *new]
+        return move
+
+    def _offer_effect(self, turn: _Turn, reading: OfferReading | None, avoid: bool) -> None:
+        """A fair offer to a customer who feels heard calms them; one that lacks a required
+        term costs patience (and never calms)."""
+        if reading is None or avoid:
+            return
+        if not reading.fair:
+            turn.change(
+                "patience", -1, "offer_incomplete", f"the offer lacks {reading.missing_text}"
+            )
+        elif self.state.feels_heard:
+            turn.change("anger", -1, "fair_offer", f"a fair offer: {reading.offer_text}")
+
+    def _answer_move(
+        self, changes: list[StateChange], listening: list[Detection], move: TraineeMove
+    ) -> RulesOutcome | None:
+        """The beat that answers the trainee's act, if the act calls for one."""
+        s = self.state
+        if move.offer is not None:
+            return self._offer_beat(changes, move.offer)
+        if "anything_else" in move.acts and s.feels_heard and not s.hidden_revealed:
+            reason = "asked what else is wrong, once heard, they say what really matters"
+            return self._reveal(changes, "anything_else", reason, "reveal")
+        if "fair_question" in move.acts:
+            s.solution_asked = True
+            return RulesOutcome("say_wants", changes, ("say_wants", {"wants": self.scenario.wants}))
+        if move.fact is not None:
+            s.facts_told = [*s.facts_told, move.fact.about]
+            fact = {"fact": move.fact.answer}
+            return RulesOutcome(
+                "answer_fact", changes, ("answer_fact", fact), topic=move.fact.answer,
+                answer=move.fact.answer,
+            )  # fmt: skip
+        return None
 
     def _triggers(self, turn: _Turn, avoid: list[Detection]) -> None:
         for d in avoid:
@@ -102,13 +163,21 @@ class MoodRules:
             turn.change("patience", -1, d.behaviour_id, "a trigger uses up patience")
 
     def _listening(
-        self, turn: _Turn, listening: list[Detection], detections: list[Detection]
+        self,
+        turn: _Turn,
+        listening: list[Detection],
+        detections: list[Detection],
+        move: TraineeMove,
     ) -> None:
         s = self.state
         solving = [d for d in detections if d.behaviour_id in self.rules.solving]
+        if move.offer is not None and not move.offer.fair:
+            solving = []  # an incomplete offer earns nothing (see _offer_effect)
         if listening:
             first = listening[0]
             turn.change("heard", 1, first.behaviour_id, f"{first.name}: “{first.evidence}”")
+        elif "anything_else" in move.acts:
+            turn.change("heard", 1, "anything_else", "invited to say more, they feel listened to")
         for d in listening[:2]:
             turn.change("anger", -1, d.behaviour_id, f"{d.name} soothes")
         if s.heard >= self.preset.heard_needed and not s.feels_heard and s.anger <= 7:
@@ -161,24 +230,38 @@ class MoodRules:
         if avoid:
             return RulesOutcome("escalate", changes, ("escalate", {"evidence": avoid[0].evidence}))
         if offer:
-            return self._offer_beat(changes)
+            return self._offer_beat(changes, None)
         return self._talk_beat(changes, listening)
 
-    def _offer_beat(self, changes: list[StateChange]) -> RulesOutcome:
-        s, sc = self.state, self.scenario
-        if s.feels_heard and s.hidden_revealed and s.anger <= 5:
-            fair = {"fair": sc.fair_resolution.summary}
-            return RulesOutcome("accept", changes, ("accept", fair), "resolved")
-        if s.feels_heard and not s.hidden_revealed:
-            return self._reveal(
-                changes,
-                "offer",
-                "an offer that misses the real issue brings it out",
-                "reveal_after_offer",
-            )
-        if s.feels_heard:
-            return RulesOutcome("consider_offer", changes, ("consider_offer", {}))
-        return RulesOutcome("reject_offer", changes, ("reject_offer", {}))
+    def _offer_beat(self, changes: list[StateChange], reading: OfferReading | None) -> RulesOutcome:
+        """Accept a fair offer once heard and the real issue is out; otherwise weigh it, naming
+        its terms, or reject it, naming what is missing."""
+        s = self.state
+        reading = reading or OfferReading((), (), unjudged=True)
+        fill = {"offer": reading.offer_text}
+        if reading.missing:
+            fill["missing"] = reading.missing_text
+        variables = {"offer": reading.offer_text, "missing": reading.missing_text,
+                     "fair": self.scenario.fair_resolution.summary}  # fmt: skip
+
+        def beat(name: str, key: str, outcome: Outcome | None = None) -> RulesOutcome:
+            return RulesOutcome(name, changes, (key, variables), outcome,
+                                must_name=reading.keywords, fill=fill)  # fmt: skip
+
+        if reading.fair and s.feels_heard and s.hidden_revealed and s.anger <= 6:
+            return beat("accept", "accept", "resolved")
+        if reading.fair and s.feels_heard and not s.hidden_revealed:
+            outcome = self._reveal(changes, "offer",
+                                   "an offer that misses the real issue brings it out",
+                                   "reveal_after_offer")  # fmt: skip
+            outcome.instruction = ("reveal_after_offer", {**variables, **outcome.instruction[1]})
+            outcome.must_name, outcome.fill = reading.keywords, fill
+            return outcome
+        if reading.fair:
+            return beat("consider_offer", "consider_fair_offer")
+        if reading.offered:
+            return beat("consider_offer", "consider_offer")
+        return beat("reject_offer", "reject_offer")
 
     def _reveal(
         self, changes: list[StateChange], cause: str, reason: str, key: str

@@ -18,7 +18,16 @@ from bot.errors import DataValidationError
 Difficulty = Literal["easy", "medium", "hard"]
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
 Beat = Literal[
-    "gripe", "escalate", "soften", "reveal", "consider_offer", "accept", "reject_offer", "leave"
+    "gripe",
+    "escalate",
+    "soften",
+    "reveal",
+    "consider_offer",
+    "accept",
+    "reject_offer",
+    "leave",
+    "answer_fact",
+    "say_wants",
 ]
 BEATS: tuple[str, ...] = Beat.__args__  # type: ignore[attr-defined]
 
@@ -31,6 +40,7 @@ class Persona(_Strict):
     name: str = Field(min_length=1, max_length=40)
     situation: str = Field(min_length=10)
     way_of_speaking: str = Field(min_length=5)
+    may_swear: bool = Field(False, description="Whether the customer's lines may swear.")
 
 
 class HiddenIssue(_Strict):
@@ -38,11 +48,39 @@ class HiddenIssue(_Strict):
     reveal_line: str = Field(min_length=10, description="How the customer finally says it.")
 
 
+def _as_words(value: object) -> object:
+    """Keywords written as bare numbers in YAML (186, 25) are words too."""
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int | float) else v for v in value]
+    return value
+
+
+class OfferTerm(_Strict):
+    """One concrete part of the fair resolution, as the customer would name it back."""
+
+    name: str = Field(min_length=3, description="e.g. 'the duplicate £186 refunded today'")
+    keywords: list[str] = Field(min_length=1, description="Words of an offer that mean this term.")
+    required: bool = Field(True, description="A fair offer cannot lack it.")
+
+    _words = field_validator("keywords", mode="before")(_as_words)
+
+
 class FairResolution(_Strict):
     summary: str = Field(min_length=10)
     offer_keywords: list[str] = Field(
         min_length=1, description="Words that show the trainee offered something concrete."
     )
+    terms: list[OfferTerm] = Field(default_factory=list)
+
+
+class Fact(_Strict):
+    """Something the customer can tell an agent who asks (a number, a date, what was tried)."""
+
+    about: str = Field(min_length=2)
+    keywords: list[str] = Field(min_length=1, description="Words of a question asking for it.")
+    answer: str = Field(min_length=2, description="The customer's reply, in their voice.")
+
+    _words = field_validator("keywords", mode="before")(_as_words)
 
 
 class DifficultyPreset(_Strict):
@@ -64,6 +102,8 @@ class FallbackLines(_Strict):
     accept: list[str] = Field(min_length=1)
     reject_offer: list[str] = Field(min_length=1)
     leave: list[str] = Field(min_length=1)
+    say_wants: list[str] = Field(default_factory=list)  # asked what would be fair
+    carry_on: list[str] = Field(default_factory=list)  # said after answering a factual question
 
 
 class Scenario(_Strict):
@@ -79,6 +119,7 @@ class Scenario(_Strict):
     opening_line: str = Field(min_length=5)
     difficulty: dict[Difficulty, DifficultyPreset]
     fallback_lines: FallbackLines
+    facts: list[Fact] = Field(default_factory=list)
     max_turns: int = Field(12, ge=4, le=40)
 
     @field_validator("difficulty")

@@ -191,12 +191,16 @@ def score_transcript(
     mood = [transcript.start_state.anger] + [t.state.anger for t in transcript.turns]
     outcome_points, outcome_key = _outcome(transcript, mood, catalogue.scorecard.outcome_points)
     score = sum(i.points for i in items) + outcome_points
+    if transcript.turns and mood[-1] > mood[0]:
+        score = min(score, catalogue.scorecard.angrier_cap)
     rewrites = _rewrites(transcript, per_turn, ignored, engine, seed)
     passed = sum(1 for i in items if i.passed)
     summary = (
         f"{passed} of {len(items)} checks passed; anger {mood[0]} → {mood[-1]}; "
         f"outcome: {transcript.outcome or 'unfinished'} ({outcome_key}, +{outcome_points})."
     )
+    if transcript.turns and mood[-1] > mood[0]:
+        summary += f" Ended angrier than it began: at most {catalogue.scorecard.angrier_cap}."
     if transcript.hints:
         summary += f" {len(transcript.hints)} hint(s) used."
     return Scorecard(

@@ -13,6 +13,7 @@ Each trainee turn:
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 
@@ -23,7 +24,8 @@ from bot.errors import describe_failure
 from bot.guidance.engine import Detection, DetectionContext, GuidanceEngine
 from bot.llm import model_notice as reply_notice
 from bot.prompts import PromptLibrary
-from bot.roleplay.lines import clean_customer_line, customer_line_checker
+from bot.roleplay.acts import ActCatalogue
+from bot.roleplay.lines import Expectation, clean_customer_line, customer_line_checker
 from bot.roleplay.models import Hint, MoodState, Transcript, Turn
 from bot.roleplay.rules import Instruction, MoodRules, RulesOutcome
 from bot.roleplay.scenarios import Difficulty, Scenario
@@ -52,6 +54,7 @@ class CustomerSimulator:
         seed: int = 0,
         *,
         prompts: PromptLibrary,
+        acts: ActCatalogue | None = None,
     ) -> None:
         self.scenario = scenario
         self.model = model
@@ -64,8 +67,12 @@ class CustomerSimulator:
         self.preset = scenario.difficulty[difficulty]
         self.rng = random.Random(seed)
         self.state = MoodState(anger=self.preset.start_anger, patience=self.preset.patience)
-        self.rules = MoodRules(scenario, self.preset, guidance.catalogue.customer_rules, self.state)
-        self.checker = customer_line_checker(scenario.customer.name, guidance, prompts)
+        self.rules = MoodRules(
+            scenario, self.preset, guidance.catalogue.customer_rules, self.state, acts
+        )
+        self.checker = customer_line_checker(
+            scenario.customer.name, guidance, prompts, scenario.customer.may_swear
+        )
         self.transcript = Transcript(
             scenario_id=scenario.id,
             scenario_title=scenario.title,
@@ -155,18 +162,37 @@ class CustomerSimulator:
             line = clean_customer_line("".join(parts), name)
             if line in said:
                 continue  # the model repeated an earlier line
-            if self.checker.problem(line, rules.beat, rules.topic) is None:
+            expect = Expectation(rules.topic, tuple(rules.must_name), trainee)
+            if self.checker.problem(line, rules.beat, rules.topic, expect) is None:
                 if on_token:
                     on_token(line)
                 return line, attempt, False, first_token
-        fallback = self._fallback(rules.beat)
+        fallback = self._fallback(rules)
         if on_token:
             on_token(fallback)
         return fallback, self.max_attempts, True, first_token
 
-    def _fallback(self, beat: str) -> str:
-        """A trainer-written line for the beat, not one the customer has already said."""
+    def _fallback(self, rules: RulesOutcome) -> str:
+        """A trainer-written line for the beat, not one the customer has already said (an
+        answered fact is the fact's own line, then a carry-on line)."""
+        if rules.beat == "answer_fact":
+            carry_on = self.scenario.fallback_lines.carry_on
+            extra = self.rng.choice(carry_on) if carry_on else ""
+            return f"{rules.answer} {extra}".strip()
+        line = self._bank_line(rules.beat, set(rules.fill))
+        for key, value in rules.fill.items():
+            line = line.replace("{" + key + "}", value)
+        return line[:1].upper() + line[1:]
+
+    def _bank_line(self, beat: str, filled: set[str]) -> str:
+        """A bank line for the beat; one whose placeholders can all be filled, if any is."""
         lines = self.scenario.fallback_lines
+        if beat == "say_wants":
+            return self._fresh(list(lines.say_wants) or [self.scenario.wants])
+        if beat in ("accept", "consider_offer", "reject_offer"):
+            options = list(getattr(lines, beat))
+            usable = [o for o in options if set(re.findall(r"\{(\w+)\}", o)) <= filled]
+            return self._fresh(usable or options)
         if beat == "gripe":
             current = self.scenario.surface_complaints[max(0, self.state.gripes_aired - 1)]
             options = [current, *lines.gripe]
@@ -178,7 +204,11 @@ class CustomerSimulator:
         fresh = [line for line in options if line not in said]
         if beat == "gripe" and fresh and fresh[0] == current:
             return current  # the complaint this beat is about
-        return self.rng.choice(fresh or options)
+        return self._fresh(options)
+
+    def _fresh(self, options: list[str]) -> str:
+        said = {t.customer for t in self.transcript.turns}
+        return self.rng.choice([line for line in options if line not in said] or options)
 
     # ---- public API
     def respond(self, trainee: str, on_token: Callable[[str], None] | None = None) -> Turn:

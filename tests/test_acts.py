@@ -1,0 +1,131 @@
+"""The trainee's move (bot/roleplay/acts.py) and how the customer answers it (rules, lines)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import PROJECT_ROOT
+from bot.guidance.catalogue import load_catalogue
+from bot.roleplay.acts import load_acts, read_move
+from bot.roleplay.lines import Expectation, LineChecker, echoes_trainee
+from bot.roleplay.models import MoodState
+from bot.roleplay.rules import MoodRules
+from bot.roleplay.scenarios import load_scenarios
+
+ACTS = load_acts(PROJECT_ROOT / "knowledge" / "trainee_acts.yaml")
+RULES = load_catalogue(PROJECT_ROOT / "knowledge" / "guidance.yaml").customer_rules
+SCENARIOS, _ = load_scenarios(PROJECT_ROOT / "prompts" / "scenarios")
+BILLING = SCENARIOS["billing-error"]
+FULL_OFFER = "I'll refund the duplicate £186 today and cover the bank's £25 fee. Does that work?"
+
+
+def move(text: str, offer: bool = False, before: list[str] | None = None):
+    return read_move(text, [], BILLING, ACTS, before or [], offer)
+
+
+def rules_in(state: MoodState) -> MoodRules:
+    return MoodRules(BILLING, BILLING.difficulty["medium"], RULES, state, ACTS)
+
+
+def heard_state(**extra) -> MoodState:
+    return MoodState(anger=5, patience=6, heard=3, feels_heard=True, gripes_aired=1, **extra)
+
+
+def test_every_shipped_scenario_has_facts_terms_and_full_banks():
+    assert len(SCENARIOS) == 8
+    for scenario in SCENARIOS.values():
+        assert len(scenario.facts) >= 8, scenario.id
+        assert any(t.required for t in scenario.fair_resolution.terms), scenario.id
+        banks = scenario.fallback_lines.model_dump()
+        short = {beat: len(lines) for beat, lines in banks.items() if len(lines) < 8}
+        assert not short, (scenario.id, short)
+
+
+@pytest.mark.parametrize(
+    ("text", "act"),
+    [
+        ("Is there anything else about this that's worrying you, however small?", "anything_else"),
+        ("go on, I'm listening", "anything_else"),
+        ("What would feel fair to you here?", "fair_question"),
+        ("Could you bear with me one moment while I check?", "wait_request"),
+        ("Thanks for your patience, take care.", "closing"),
+    ],
+)
+def test_acts_are_read_from_the_line(text, act):
+    assert act in move(text).acts
+
+
+def test_a_factual_question_finds_the_scenario_fact():
+    found = move("Can I take your account number, please?")
+    assert "factual_question" in found.acts and found.fact.about == "account number"
+    assert move("How has this affected you this week?").fact is None  # feelings, not facts
+
+
+def test_an_offer_is_read_against_the_fair_resolution_terms():
+    full = move(FULL_OFFER, offer=True).offer
+    assert full.fair and "£186" in full.offer_text and "fee" in full.offer_text
+    half = move("I can refund the £186 today.", offer=True).offer
+    assert not half.fair and "fee" in half.missing_text
+    later = move("And I'll cover the £25 bank fee too.", offer=True, before=[half.offered[0].name])
+    assert later.offer.fair, "terms offered earlier in the session count"
+
+
+def test_anything_else_once_heard_brings_out_the_hidden_issue():
+    state = heard_state()
+    outcome = rules_in(state).apply([], "Is there anything else that's worrying you?", False)
+    assert outcome.beat == "reveal" and state.hidden_revealed
+    assert not any(c.field == "anger" and c.delta > 0 for c in outcome.changes)
+
+
+def test_what_would_be_fair_gets_what_they_want_and_costs_no_patience():
+    state = heard_state()
+    outcome = rules_in(state).apply([], "What would feel fair to you?", False)
+    assert outcome.beat == "say_wants" and state.solution_asked and state.patience == 6
+
+
+def test_a_factual_question_is_answered_from_the_facts_at_no_cost():
+    state = MoodState(anger=7, patience=6)
+    outcome = rules_in(state).apply([], "Can I take your account number, please?", False)
+    assert outcome.beat == "answer_fact" and "4471" in outcome.answer
+    assert state.patience == 6 and state.anger == 7
+
+
+def test_a_fair_offer_once_heard_and_revealed_is_accepted_naming_its_terms():
+    state = heard_state(hidden_revealed=True)
+    outcome = rules_in(state).apply([], FULL_OFFER, False)
+    assert outcome.beat == "accept" and outcome.outcome == "resolved"
+    assert "£186" in outcome.fill["offer"] and "refund" in outcome.must_name
+
+
+def test_an_incomplete_offer_is_weighed_saying_what_is_missing_and_never_calms():
+    state = heard_state(hidden_revealed=True)
+    outcome = rules_in(state).apply([], "I can refund the £186 today.", False)
+    assert outcome.beat == "consider_offer" and "fee" in outcome.fill["missing"]
+    assert state.anger == 5 and state.patience == 5
+
+
+def test_a_vague_offer_is_rejected_saying_what_is_missing():
+    state = heard_state(hidden_revealed=True)
+    outcome = rules_in(state).apply([], "I will sort it out today, promise.", False)
+    assert outcome.beat == "reject_offer" and "£186" in outcome.fill["missing"]
+
+
+def test_a_fair_offer_before_feeling_heard_is_weighed_not_rejected():
+    state = MoodState(anger=7, patience=6)
+    outcome = rules_in(state).apply([], FULL_OFFER, False)
+    assert outcome.beat == "consider_offer" and outcome.instruction[0] == "consider_fair_offer"
+
+
+def test_checker_rejects_profanity_echoes_and_unnamed_offers():
+    checker = LineChecker(name="Dev")
+    assert checker.problem("So you're being a dick about it, aren't you?", "escalate")
+    assert LineChecker(name="Dev", may_swear=True).problem(
+        "So you're being a dick about it, aren't you?", "escalate") is None  # fmt: skip
+    said = "I'm so sorry, we took your payment twice and left you overdrawn."
+    assert echoes_trainee("I'm so sorry, but it's still the same amount.", said)
+    expect = Expectation(must_name=("refund", "186"), trainee=said)
+    assert checker.problem("I'm glad the offer works for us, fine.", "accept", "", expect)
+    assert (
+        checker.problem("Refund today? Okay, yes, that works for me.", "accept", "", expect) is None
+    )
+    assert checker.problem("It's on every bill you sent me.", "answer_fact", "It's 4471 2290.")
