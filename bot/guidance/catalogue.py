@@ -110,6 +110,8 @@ class ScorecardWeights(BaseModel):
     do_checks: list[DoCheck] = Field(min_length=1)
     avoid_points_each: int = Field(ge=0)  # for each avoid-behaviour not used
     outcome_points: dict[Literal["resolved", "calmer"], int]
+    # a session that ends angrier than it began scores at most this, whatever it ticked
+    angrier_cap: int = Field(50, ge=0, le=100)
     rewrite_early: str  # a weak line with no trigger, in the first turns: try this
     rewrite_late: str  # ... later on: try this
     rewrite_early_turns: int = Field(2, ge=0)
