@@ -14,6 +14,7 @@ DATA = PROJECT_ROOT / "evals" / "data"
 FROZEN = {
     "guidance/test.yaml": "5143a322302423324cef6d6598633167f14349fdb5d347cd8a28702c8a933caf",
     "coach/test.yaml": "0a57510d4c021d3e4f24837d091dee84c8b7c6b8a7d8f2c5204cd7b3d472506b",
+    "roleplay/test.yaml": "1cef5fda9376a33434cacabe90ed497ec38a85c31f020c685e7ab2cbda0bfae3",
 }
 
 
@@ -38,8 +39,11 @@ def test_coach_answer_quotes_are_verbatim(split: str) -> None:
     by_origin = {}
     for path in articles.glob("*.md"):
         text = path.read_text(encoding="utf-8")
-        origin = next(line.split(":", 1)[1].strip().strip('"') for line in text.splitlines()
-                      if line.startswith("origin:"))
+        origin = next(
+            line.split(":", 1)[1].strip().strip('"')
+            for line in text.splitlines()
+            if line.startswith("origin:")
+        )
         by_origin[origin] = " ".join(text.split())
     items = yaml.safe_load((DATA / "coach" / f"{split}.yaml").read_text(encoding="utf-8"))
     for item in items:
@@ -56,3 +60,18 @@ def test_splits_do_not_overlap() -> None:
     assert not (train & test) and not (dev & test) and not (train & dev)
 
 
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_roleplay_scripts_are_valid_and_name_known_scenarios(split: str) -> None:
+    from bot.roleplay.acts import load_acts
+    from bot.roleplay.labelled import load_scripts
+    from bot.roleplay.scenarios import load_scenarios
+
+    scripts = load_scripts(DATA / "roleplay" / f"{split}.yaml")
+    scenarios, _ = load_scenarios(PROJECT_ROOT / "prompts" / "scenarios")
+    acts = {*load_acts(PROJECT_ROOT / "knowledge" / "trainee_acts.yaml").acts, "statement",
+            "factual_question", "validation"}  # fmt: skip
+    assert {s.scenario for s in scripts} == set(scenarios)
+    kinds = {(c, k) for c in scenarios for k in ("good", "mixed", "bad")}
+    assert {(s.scenario, s.kind) for s in scripts} == kinds
+    unknown = {a for s in scripts for line in s.lines for a in [line.act, *line.acts]} - acts
+    assert not unknown, unknown
