@@ -286,6 +286,15 @@ def test_empathetic_trainee_scores_high_and_every_point_is_explained(scenarios, 
     assert card.mood[0] > card.mood[-1]
 
 
+def test_a_session_that_ends_angrier_scores_at_most_the_cap(scenarios, engine):
+    """Ticking every box cannot hide a customer left angrier than they began."""
+    transcript = _play(scenarios, engine, "empathetic")
+    transcript.turns[-1].state.anger = transcript.start_state.anger + 2
+    card = score_transcript(transcript, engine)
+    assert card.score <= engine.catalogue.scorecard.angrier_cap == 50
+    assert "angrier" in card.summary
+
+
 def test_trigger_trainee_scores_low_with_rewrites(scenarios, engine):
     card = score_transcript(_play(scenarios, engine, "triggers"), engine)
     assert card.score <= 40
