@@ -7,7 +7,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from bot.config import PROJECT_ROOT
 from bot.guidance.catalogue import load_catalogue
-from bot.guidance.engine import Detection, GuidanceEngine
+from bot.guidance.engine import Detection, DetectionContext, GuidanceEngine
 from bot.roleplay.scenarios import load_scenarios
 from bot.roleplay.scoring import format_scorecard, score_transcript
 from bot.roleplay.simulator import CustomerSimulator
@@ -78,3 +78,33 @@ def test_transcripts_saved_before_the_field_count_as_sure():
     turn.detections = [{k: v for k, v in d.items() if k != "certain"} for d in turn.detections]
     card = score_transcript(sim.end(), engine)
     assert not next(i for i in card.items if i.key == "avoided_tell_to_calm_down").passed
+
+
+CUSTOMER_LINES = (
+    "You've charged me twice for the same bill. Twice. Unbelievable. So who's going to give me "
+    "my money back?",
+    "I checked my statement three times. Same amount, same reference, two days apart.",
+    "Right. Okay. Thanks for actually listening to me for once.",
+)
+
+
+def test_an_invitation_to_say_more_is_never_a_sure_trigger():
+    """Issue 14's headline false trigger: this right move was flagged as dismissing (sure),
+    angered the customer and was marked wrong in the debrief."""
+    from bot.config import Settings
+    from bot.guidance.engine import default_engine
+
+    settings = Settings(_env_file=None)
+    engine = default_engine(
+        CATALOGUE, cache_dir=settings.cache_dir, training=settings.guidance_training
+    )
+    for line in (
+        "Is there anything else about this that's worrying you?",
+        "Thank you for telling me all of that. Is there anything else about this that's "
+        "worrying you, however small?",
+    ):
+        for said in (None, *CUSTOMER_LINES):
+            context = DetectionContext(customer_last=said) if said else None
+            found = engine.detect(line, context)
+            sure_triggers = [d.behaviour_id for d in found if d.kind == "avoid" and d.certain]
+            assert not sure_triggers, (line, said, sure_triggers)

@@ -87,6 +87,11 @@ _NEGATOR = re.compile(
 )
 _NOT_A_NEGATION = re.compile(r"\bwhy (?:don['’]?t|not)\b|\bnot only\b|\bif not\b", re.I)
 # Someone else's words, reported: passive "you were told", or a third party who said it.
+# A question that invites the customer to say more ("Is there anything else worrying you?"): the
+# articles' own advice, never a trigger unless a trigger's own words are in it.
+_INVITATION = re.compile(
+    r"\b(?:anything|something|what)\s+else\b[^.!?]*\?|\b(?:tell me more|go on)\b", re.I
+)
 _REPORTING = re.compile(
     r"\b(?:were|was|been|being|get|got)\s+told\b"
     r"|\b(?:he|she|they|someone|somebody|everyone|people|staff|nobody|no one|you)\s+"
@@ -591,8 +596,9 @@ class GuidanceEngine:
     def _out_of_scope(text: str, hit: Detection | None, pattern_blocked: float) -> bool:
         """A trigger the classifier sees but the scope rules speak against: its pattern only
         matches inside a quote, a negation or reported speech, or (with no scope-checked
-        sentence behind it) the line denies or reports something. Never more than possible."""
-        if pattern_blocked:
+        sentence behind it) the line denies or reports something, or invites the customer to
+        say more. Never more than possible."""
+        if pattern_blocked or _INVITATION.search(text):
             return True
         return hit is None and bool(_NEGATOR.search(text) or _REPORTING.search(text))
 
