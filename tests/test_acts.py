@@ -129,3 +129,18 @@ def test_checker_rejects_profanity_echoes_and_unnamed_offers():
         checker.problem("Refund today? Okay, yes, that works for me.", "accept", "", expect) is None
     )
     assert checker.problem("It's on every bill you sent me.", "answer_fact", "It's 4471 2290.")
+
+
+def test_a_fair_offer_that_brings_out_the_hidden_issue_is_named_in_the_fallback(engine):
+    """The reply to a fair offer names it, even when it is a bank line about the real issue."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from bot.roleplay.simulator import CustomerSimulator
+    from tests.conftest import PROMPTS
+
+    model = FakeListChatModel(responses=["ok"])  # too short: every model line fails its checks
+    sim = CustomerSimulator(BILLING, model, engine, "medium", 1, prompts=PROMPTS, acts=ACTS)
+    sim.state.feels_heard, sim.state.heard, sim.state.anger = True, 3, 5
+    turn = sim.respond(FULL_OFFER)
+    assert turn.beat == "reveal" and turn.fallback_used
+    assert "£186" in turn.customer and "fee" in turn.customer

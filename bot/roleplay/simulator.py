@@ -180,6 +180,9 @@ class CustomerSimulator:
             extra = self.rng.choice(carry_on) if carry_on else ""
             return f"{rules.answer} {extra}".strip()
         line = self._bank_line(rules.beat, set(rules.fill))
+        if rules.beat == "reveal" and "offer" in rules.fill and "{offer}" not in line:
+            noted = self.prompts.message(BEATS_FILE, "offer_noted_fallback", offer="{offer}")
+            line = f"{noted} {line}"
         for key, value in rules.fill.items():
             line = line.replace("{" + key + "}", value)
         return line[:1].upper() + line[1:]
