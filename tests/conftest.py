@@ -21,6 +21,16 @@ for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "COACHBOT_LLM", "COACHBOT_EMBE
     os.environ.pop(_var, None)
 
 
+def shown(markdown: str) -> str:
+    """What a reader sees of Markdown escaped by ``bot.rendering``: no backslash escapes, no word
+    joiners (for asserting on the words of a message)."""
+    import re
+
+    from bot.rendering import WORD_JOINER
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(WORD_JOINER, "")
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     """Settings isolated in ``tmp_path`` (no .env); the model cache stays shared."""
     values: dict[str, object] = {

@@ -26,7 +26,7 @@ from bot.service import Services
 from bot.store.sessions import SessionStore
 from bot.web import app
 
-from .conftest import ARTICLES_DIR, make_settings
+from .conftest import ARTICLES_DIR, make_settings, shown
 
 COACH_REPLY = (
     'Say: "You have every right to be upset, and I am sorry your parcel arrived broken."\n'
@@ -105,6 +105,11 @@ class Browser:
         return list(by_id.values())
 
     def texts(self) -> list[str]:
+        """The messages as a reader sees them (escapes undone: see tests/conftest.shown)."""
+        return [shown(m.get("output", "")) for m in self.messages()]
+
+    def markdown(self) -> list[str]:
+        """The messages as sent: the Markdown the browser renders."""
         return [m.get("output", "") for m in self.messages()]
 
     def of(self, event_name: str) -> list[Any]:
@@ -306,12 +311,13 @@ def test_coach_answer_streams_shows_retrieval_and_cites_side_sources(services):
     browser.run(app.on_chat_start)
     browser.say("The customer is shouting about a broken parcel, what do I say?")
     steps = [m for m in browser.messages() if m.get("type") == "retrieval"]
-    assert steps and "[1]" in steps[0]["output"]
+    assert steps and "[1]" in shown(steps[0]["output"])
     assert browser.of("stream_token")
     answer = browser.texts()[-1]
     assert answer.startswith("**Say:**") and "**Why:**" in answer and "[1]" in answer
     side = [e for e in browser.of("element") if e.get("display") == "side"]
-    assert side and all(e["name"] in answer for e in side)
+    raw = browser.markdown()[-1]  # Chainlit links an element where its name is in the Markdown
+    assert side and all(e["name"] in raw for e in side)
     run = cl_session_value(browser, "coach")
     saved = services.store.get_session(run.session_id)
     assert saved.kind == "coach" and saved.exchanges()[0].say.startswith("You have every right")
@@ -328,7 +334,7 @@ def test_coach_html_in_a_question_is_not_rendered(services):
     browser = Browser(app.COACH)
     browser.run(app.on_chat_start)
     browser.say("<img src=x onerror=alert(1)> customer is angry, what do I say?")
-    for text in browser.texts():
+    for text in browser.markdown():
         assert "<img" not in text
 
 

@@ -1,8 +1,8 @@
 """`coachbot users ...` and `coachbot sessions ...`: commands over bot.store.users and
 bot.store.sessions (registered on the main app in bot/cli/main.py).
 
-Names, transcripts, answers and comments are stored text: they are printed verbatim, never as
-Rich markup.
+Names, transcripts, answers and comments are stored text: they are printed verbatim
+(:func:`bot.cli.common.line`), never as Rich markup or terminal control codes.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def users_list(as_json: JsonFlag = False) -> None:
     for column in ("user", "role", "created"):
         table.add_column(column)
     for user in users:
-        table.add_row(Text(user.identifier), Text(user.role), f"{user.created_at:%Y-%m-%d %H:%M}")
+        table.add_row(line(user.identifier), line(user.role), f"{user.created_at:%Y-%m-%d %H:%M}")
     console.print(table)
 
 
@@ -193,7 +193,7 @@ def sessions_list(
             "-" if s.score is None else str(s.score),
             f"{s.feedback_up}/{s.feedback_down}",
         )
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(line(cell) for cell in cells))
     console.print(table)
 
 
@@ -222,12 +222,12 @@ def _print_practice(record: Any) -> None:
         console.print(line((f"   {name}>", "bold red"), " ", turn.customer, (mood, "dim")))
         if turn.index in hints:
             console.print(line(("hint:", "yellow"), " ", hints[turn.index].text))
-    console.rule(Text(f"Outcome: {transcript.outcome or 'unfinished'}"))
+    console.rule(line(f"Outcome: {transcript.outcome or 'unfinished'}"))
     card = record.scorecard()
     if card is None:
         console.print("Not scored yet.")
     else:
-        console.print(format_scorecard(card), markup=False, highlight=False)
+        console.print(line(format_scorecard(card)))
 
 
 def _print_coach(record: Any) -> None:

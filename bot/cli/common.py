@@ -2,7 +2,9 @@
 
 Commands exit non-zero with a one-line reason on failure (``COACHBOT_DEBUG=1`` shows the
 traceback instead). Text that comes from users, the store, the knowledge base or a model is
-printed verbatim, never as Rich markup: build lines with :func:`line` (or pass ``markup=False``).
+printed verbatim, never as Rich markup or terminal control codes: build lines with :func:`line`
+(it drops control characters, bidi overrides and zero-width characters, and cuts oversized text:
+``bot.rendering.display_text``).
 
 The CLI reads its settings in one place, :func:`settings` (tests patch ``get_settings`` here),
 and reaches practice and coaching through :func:`services`, the application's composition root.
@@ -24,6 +26,7 @@ from rich.text import Text
 
 from bot.config import Settings, get_settings
 from bot.errors import CoachbotError
+from bot.rendering import display_text
 
 if TYPE_CHECKING:
     from bot.service import Services
@@ -59,13 +62,14 @@ def services() -> Services:
 
 
 def line(*parts: object) -> Text:
-    """Output shown verbatim (never read as markup); a ``(text, style)`` pair is styled."""
+    """Output shown verbatim (never read as markup, no control codes); a ``(text, style)`` pair
+    is styled."""
     text = Text()
     for part in parts:
         if isinstance(part, tuple):
-            text.append(str(part[0]), style=part[1])
+            text.append(display_text(part[0]), style=part[1])
         else:
-            text.append(part if isinstance(part, Text) else str(part))
+            text.append(part if isinstance(part, Text) else display_text(part))
     return text
 
 
@@ -75,7 +79,7 @@ def print_json(data: Any) -> None:
 
 def status(message: str, as_json: bool = False) -> AbstractContextManager[Any]:
     """A spinner while something loads (none with ``--json``)."""
-    return nullcontext() if as_json else console.status(message, spinner="dots")
+    return nullcontext() if as_json else console.status(line(message), spinner="dots")
 
 
 def read_line(prompt: str = "you> ") -> str | None:
@@ -93,7 +97,7 @@ def notice(text: str) -> None:
     """Print a notice for the user (once per command) as a yellow line on stderr."""
     if text not in _shown:
         _shown.add(text)
-        err_console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(line((text, "yellow")), soft_wrap=True)
 
 
 class _WarningsAsNotices(logging.Handler):

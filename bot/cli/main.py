@@ -123,7 +123,7 @@ def retrieve(
                     (f"({meta.get('origin')})", "dim"),
                 )
             )
-            console.print(hit.text, markup=False, highlight=False)
+            console.print(line(hit.text))
 
     guard(run, as_json)
 
@@ -382,13 +382,13 @@ class _Practice:
         try:
             turn = self.run.respond(text)
         except EmptyInputError as exc:
-            console.print(str(exc), style="yellow", markup=False, highlight=False)
+            console.print(line((str(exc), "yellow")))
             return
         except Exception as exc:
             if os.environ.get("COACHBOT_DEBUG"):
                 raise
             reason = f"The customer could not answer ({type(exc).__name__})."
-            console.print(reason, style="red", markup=False, highlight=False)
+            console.print(line((reason, "red")))
             return
         self.print_turn(turn, scripted=False)
 
@@ -420,7 +420,7 @@ class _Practice:
             )
             return
         console.rule(Text(f"Outcome: {transcript.outcome}"))
-        console.print(format_scorecard(card), markup=False, highlight=False)
+        console.print(line(format_scorecard(card)))
         self.saving.print_saved()
 
 
@@ -488,7 +488,7 @@ def score(
         if as_json:
             print_json({"ok": True, "scorecard": card.model_dump()})
         else:
-            console.print(format_scorecard(card), markup=False, highlight=False)
+            console.print(line(format_scorecard(card)))
 
     guard(run, as_json)
 
@@ -532,14 +532,14 @@ class _Coaching:
             names = ", ".join(f"[{c.number}] {c.metadata.get('title')}" for c in event.citations)
             console.print(line((f"sources: {names}", "dim")))
         elif event.type == "token":
-            console.print(event.text, end="", markup=False, highlight=False)
+            console.print(line(event.text), end="")
         elif event.type == "restart":
             console.print("\n[yellow](rewording: the first suggestion broke the guidance)[/]")
 
     def _print_answer(self, final: CoachAnswer) -> None:
         console.print()
         console.rule()
-        console.print(final.answer, markup=False, highlight=False)
+        console.print(line(final.answer))
         for c in final.citations:
             meta = c.metadata
             console.print(
@@ -589,7 +589,7 @@ class _Coaching:
         if self.as_json:
             print(json.dumps({"ok": False, "error": reason}, ensure_ascii=False))
         else:
-            console.print(reason, style=colour, markup=False, highlight=False)
+            console.print(line((reason, colour)))
 
     def finish(self) -> None:
         if self.as_json:
@@ -686,14 +686,14 @@ def _chat_reply(session: ChatSession, text: str) -> None:
     try:
         prepared = session.prepare(text)
     except EmptyInputError as exc:
-        console.print(str(exc), style="yellow", markup=False, highlight=False)
+        console.print(line((str(exc), "yellow")))
         return
     for cut in prepared.notices:
-        console.print(cut, style="yellow", markup=False, highlight=False)
+        console.print(line((cut, "yellow")))
     console.print("[bold green]coachbot> [/]", end="")
     try:
         for piece in session.stream_reply(prepared.text):
-            console.print(piece, end="", highlight=False, markup=False)
+            console.print(line(piece), end="")
         console.print()
         while session.notices:
             notice(session.notices.pop(0))
@@ -702,12 +702,7 @@ def _chat_reply(session: ChatSession, text: str) -> None:
     except Exception as exc:  # the session goes on after a model failure
         if os.environ.get("COACHBOT_DEBUG"):
             raise
-        console.print(
-            f"\nThe model did not answer: {describe_failure(exc)}",
-            style="red",
-            markup=False,
-            highlight=False,
-        )
+        console.print(line((f"\nThe model did not answer: {describe_failure(exc)}", "red")))
 
 
 @app.command()

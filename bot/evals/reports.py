@@ -9,8 +9,10 @@ from pathlib import Path
 import jinja2
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bot.evals.results import BaselineDiff, CaseResult, GuidanceSummary, RunReport
+from bot.rendering import display_text, html_environment
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 EXIT_CODES = {
@@ -90,8 +92,8 @@ def _print_table(report: RunReport, console: Console) -> None:
     table.add_column("time", justify="right")
     for case in report.cases:
         table.add_row(
-            case.key,
-            case.kind,
+            Text(case.key),
+            Text(case.kind),
             _result_cell(case, report.repeat),
             f"{case.score:.2f}",
             f"{case.seconds:.1f}s",
@@ -103,45 +105,49 @@ def _print_failures(report: RunReport, console: Console) -> None:
     failing = [c for c in report.cases if not c.passed]
     if failing:
         console.print("[bold]Failures[/] (first problem of each; every detail in --report):")
-        for case in failing:
-            console.print(f"  [red]✘[/] {case.key}: {_first_problem(case)[:300]}", highlight=False)
+        for case in failing:  # the problem quotes model output: printed verbatim
+            problem = display_text(f" {case.key}: {_first_problem(case)[:300]}")
+            console.print(Text("  ").append("✘", style="red").append(problem))
 
 
 def _print_judge(report: RunReport, console: Console) -> None:
     if report.judge is not None:
-        console.print(f"judge: {report.judge.description}", highlight=False)
+        console.print(Text(f"judge: {report.judge.description}"))
         if report.judge.warning:
-            console.print(f"[yellow]warning:[/] {report.judge.warning}", highlight=False)
+            console.print(Text("warning:", style="yellow").append(f" {report.judge.warning}"))
 
 
-def _baseline_lines(diff: BaselineDiff) -> list[str]:
-    """What changed against the baseline, one console line each (rich markup)."""
-    lines: list[str] = []
+def _red(label: str) -> Text:
+    return Text(label, style="bold red")
+
+
+def _baseline_lines(diff: BaselineDiff) -> list[Text]:
+    """What changed against the baseline, one console line each (names printed verbatim)."""
+    lines: list[Text] = []
     if diff.newly_failing:
-        lines.append(
-            f"  [bold red]newly failing ({len(diff.newly_failing)}):[/] "
-            + ", ".join(diff.newly_failing)
-        )
-    lines += [f"  [bold red]newly failing check:[/] {check}" for check in diff.newly_failing_checks]
+        head = _red(f"newly failing ({len(diff.newly_failing)}):")
+        lines.append(Text("  ") + head + Text(" " + ", ".join(diff.newly_failing)))
+    lines += [
+        Text("  ") + _red("newly failing check:") + Text(f" {check}")
+        for check in diff.newly_failing_checks
+    ]
     if diff.newly_passing:
-        lines.append(
-            f"  [green]newly passing ({len(diff.newly_passing)}):[/] "
-            + ", ".join(diff.newly_passing)
-        )
+        head = Text(f"newly passing ({len(diff.newly_passing)}):", style="green")
+        lines.append(Text("  ") + head + Text(" " + ", ".join(diff.newly_passing)))
     if diff.still_failing:
         lines.append(
-            f"  still failing ({len(diff.still_failing)}): " + ", ".join(diff.still_failing)
+            Text(f"  still failing ({len(diff.still_failing)}): " + ", ".join(diff.still_failing))
         )
     lines += [
-        f"  score {change.key}: {change.before:.2f} → {change.after:.2f}"
+        Text(f"  score {change.key}: {change.before:.2f} → {change.after:.2f}")
         for change in diff.score_changes
     ]
     if diff.new_cases:
-        lines.append(f"  not in the baseline: {', '.join(diff.new_cases)}")
+        lines.append(Text(f"  not in the baseline: {', '.join(diff.new_cases)}"))
     if not (
         diff.newly_failing or diff.newly_failing_checks or diff.newly_passing or diff.score_changes
     ):
-        lines.append("  no change")
+        lines.append(Text("  no change"))
     return lines
 
 
@@ -149,9 +155,9 @@ def _print_baseline(report: RunReport, console: Console) -> None:
     diff = report.baseline
     if diff is None:
         return
-    console.print(f"baseline {diff.baseline} ({diff.baseline_model}):", highlight=False)
+    console.print(Text(f"baseline {diff.baseline} ({diff.baseline_model}):"))
     for line in _baseline_lines(diff):
-        console.print(line, highlight=False)
+        console.print(line)
 
 
 def print_terminal(report: RunReport, console: Console) -> None:
@@ -166,12 +172,10 @@ def print_terminal(report: RunReport, console: Console) -> None:
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-        autoescape=True,  # outputs are model text: always escaped
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+    # Outputs are model text: escaped (bot.rendering); the page also carries a CSP that loads
+    # nothing from anywhere.
+    return html_environment(
+        TEMPLATES_DIR, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
     )
 
 

@@ -36,9 +36,11 @@ from bot.errors import CoachbotError
 from bot.inputs import EmptyInputError
 from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
 from bot.web.mood_chart import mood_badge, mood_curve_svg
+from bot.web.security import install_security_headers
 from bot.web.views import (
     coach_answer_markdown,
     hint_markdown,
+    md,
     practice_brief_markdown,
     retrieval_markdown,
     scorecard_markdown,
@@ -176,6 +178,7 @@ def _configure_login(settings: Settings) -> None:
 async def on_app_startup() -> None:
     """Configure the process (:func:`configure`), then load the model, index and guidance in
     the background so the first reply is quick."""
+    install_security_headers()  # the Content-Security-Policy on every response
     svc = services()
     try:
         configure(svc.settings)
@@ -245,8 +248,9 @@ async def _iterate_in_thread(make: Callable[[], Iterator[T]]) -> Any:
 
 
 def _reason(exc: BaseException) -> str:
+    """Why it failed, escaped: an error's message can quote what the user typed."""
     if isinstance(exc, CoachbotError):
-        return str(exc)
+        return md(str(exc))
     return type(exc).__name__
 
 
@@ -330,9 +334,9 @@ async def on_message(message: cl.Message) -> None:
         else:
             await _practice_reply(message.content)
     except EmptyInputError as exc:
-        await cl.Message(content=f"{exc} — type what you want to say.").send()
+        await cl.Message(content=f"{md(exc)} — type what you want to say.").send()
     except CoachbotError as exc:
-        await cl.Message(content=str(exc)).send()
+        await cl.Message(content=md(exc)).send()
     except Exception as exc:
         log.exception("reply failed")
         await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
@@ -391,7 +395,7 @@ async def _start_practice(scenario_id: str | None = None, difficulty: str | None
     await cl.Message(content=practice_brief_markdown(scenario, level), author="coachbot").send()
     state = run.simulator.state
     await cl.Message(
-        content=f"{run.opening_line}\n\n*{mood_badge(state.anger, state.trust, False)}*",
+        content=f"{md(run.opening_line)}\n\n*{mood_badge(state.anger, state.trust, False)}*",
         author=scenario.customer.name,
         actions=_practice_actions(),
     ).send()
@@ -428,12 +432,11 @@ async def _practice_reply(text: str) -> None:
     reply = cl.Message(content="", author=run.scenario.customer.name)
     await reply.send()
     turn = await _in_thread(lambda: run.respond(text))
-    for word in turn.customer.split(" "):  # the line is checked before it is shown
+    line = md(turn.customer)  # model text: shown literally
+    for word in line.split(" "):  # the line is checked before it is shown
         await reply.stream_token(word + " ")
     state = turn.state
-    reply.content = (
-        f"{turn.customer}\n\n*{mood_badge(state.anger, state.trust, state.feels_heard)}*"
-    )
+    reply.content = f"{line}\n\n*{mood_badge(state.anger, state.trust, state.feels_heard)}*"
     reply.actions = [] if run.finished else _practice_actions()
     await reply.update()
     await _notices(run.take_notices())
@@ -506,13 +509,14 @@ async def _coach_reply(text: str) -> None:
         event: CoachEvent
         if event.type == "citations":
             async with cl.Step(name="Retrieve passages", type="retrieval") as step:
-                step.input = text
+                step.show_input = True  # as Markdown: the default ("json") is a breakable fence
+                step.input = md(text)
                 step.output = retrieval_markdown(event.citations or [])
         elif event.type == "token":
             if not sent:
                 await reply.send()
                 sent = True
-            await reply.stream_token(event.text)
+            await reply.stream_token(md(event.text))  # replaced by the checked answer
         elif event.type == "restart":
             reply.content = ""
             await reply.update()
@@ -612,4 +616,4 @@ async def on_chat_resume(thread: dict[str, Any]) -> None:
 
 async def _notices(notices: list[str]) -> None:
     for notice in notices:
-        await cl.Message(content=f"ℹ️ {notice}", author="coachbot").send()
+        await cl.Message(content=f"ℹ️ {md(notice)}", author="coachbot").send()

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from bot.rendering import html_environment
 
 TEMPLATES = Path(__file__).parent / "templates"
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(["svg", "html", "j2"], default=True),
-    keep_trailing_newline=True,
-)
+_env = html_environment(TEMPLATES, keep_trailing_newline=True)
 
 
 def _colour(anger: int) -> str:

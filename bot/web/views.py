@@ -1,52 +1,40 @@
 """Markdown views of core results for chat interfaces (jinja2 templates in bot/web/templates/).
 
-User and model text is escaped for Markdown and HTML, so a message can never inject markup.
-Views read no settings: what they need (the knowledge directory, for article titles) is passed
-in by the caller.
+Every value a template shows is escaped (``bot.rendering``): user and model text can never
+inject a link, an image or HTML. Markup built here is marked :class:`MarkdownSafe`. Views read
+no settings: what they need (the knowledge directory, for article titles) is passed in by the
+caller.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
 from bot.coach.models import Citation, CoachAnswer
+from bot.rendering import MarkdownSafe, display_text, markdown_environment
+from bot.rendering import markdown_text as md
 from bot.roleplay.models import Hint, Transcript
 from bot.roleplay.scenarios import Scenario
 from bot.roleplay.scoring import Scorecard
 from bot.store.sessions import SessionRecord
 from bot.web.mood_chart import TEMPLATES
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~])")
+__all__ = ["md"]  # re-exported: the one escaping function, under its short name
 
-
-def md(text: Any) -> str:
-    """``text`` safe to put in Markdown: HTML escaped, Markdown control characters escaped."""
-    escaped = html.escape(str(text), quote=False)
-    escaped = _MD_SPECIAL.sub(r"\\\1", escaped)
-    # Keep citation markers readable: [1] rather than \[1\].
-    return re.sub(r"\\\[(\d+)\\\]", r"[\1]", escaped).replace("\n", " ")
-
-
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=False,
-)
-_env.filters["md"] = md
+_env = markdown_environment(TEMPLATES)
+_LABEL_DROP = re.compile(r"[\\`*_{}\[\]()<>#+=!|~$^@/]|(?i:www)(?=\.)")
 
 
 def source_label(citation: Citation) -> str:
-    """The name of a cited passage: its number and article title (names the side element)."""
+    """The name of a cited passage: its number and article title (names the side element).
+
+    Markdown-safe as it is (Chainlit links an element's name where it appears in a message, so
+    the name cannot be escaped): the title keeps no character Markdown or HTML could read."""
     title = str(citation.metadata.get("title") or citation.metadata.get("origin") or "source")
-    title = re.sub(r"[\[\]*_`]", "", title).strip()
+    title = _LABEL_DROP.sub("", display_text(title, 200)).strip()
     if len(title) > 60:
         title = title[:60].rsplit(" ", 1)[0].rstrip(":,;-") + "…"
     return f"Source {citation.number}: {title}"
@@ -54,14 +42,14 @@ def source_label(citation: Citation) -> str:
 
 def retrieval_markdown(citations: list[Citation]) -> str:
     """The passages retrieved for a question, one a line with its score (the retrieval step)."""
-    lines = [f"[{c.number}] {source_label(c)} (score {c.score:.2f})" for c in citations]
+    lines = [f"{md(f'[{c.number}] {source_label(c)}')} (score {c.score:.2f})" for c in citations]
     return "\n".join(lines) or "Nothing relevant in the guidance."
 
 
 def practice_brief_markdown(scenario: Scenario, difficulty: str) -> str:
     """What the trainee reads before the customer's first line."""
     return (
-        f"**Practice: {scenario.title}** ({difficulty})\n\n{scenario.summary}\n\n"
+        f"**Practice: {md(scenario.title)}** ({md(difficulty)})\n\n{md(scenario.summary)}\n\n"
         "You are the agent. Listen until they feel heard, then solve it together. "
         "Use **Hint** when stuck and **End and debrief** for your scorecard. "
         "Change the scenario or difficulty in the settings (the gear icon by the message box)."
@@ -69,7 +57,7 @@ def practice_brief_markdown(scenario: Scenario, difficulty: str) -> str:
 
 
 def coach_answer_markdown(answer: CoachAnswer) -> str:
-    labels = [source_label(c) for c in answer.citations]
+    labels = [MarkdownSafe(source_label(c)) for c in answer.citations]  # Chainlit links them
     return _env.get_template("coach_answer.md.j2").render(answer=answer, labels=labels).strip()
 
 
@@ -113,6 +101,22 @@ def scorecard_markdown(card: Scorecard, transcript: Transcript, knowledge_dir: P
     )
 
 
+def _session_row(s: Any) -> str:
+    outcome = s.outcome or ("in progress" if s.kind == "practice" else "")
+    cells = [
+        f"`{re.sub(r'[^0-9A-Za-z-]', '', s.id[:8])}`",  # in a code span: nothing to escape
+        s.created_at.strftime("%Y-%m-%d %H:%M"),
+        md(f"{s.user or 'anonymous'}{f' ({s.role})' if s.role else ''}"),
+        md(s.kind),
+        md(f"{s.scenario_title} ({s.difficulty})") if s.scenario_title else "",
+        str(s.turns),
+        md(outcome.replace("_", " ")),
+        "" if s.score is None else str(s.score),
+        f"{s.feedback_up}/{s.feedback_down}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def sessions_table_markdown(summaries: list[Any]) -> str:
     """Saved sessions as a Markdown table (newest first)."""
     if not summaries:
@@ -121,26 +125,7 @@ def sessions_table_markdown(summaries: list[Any]) -> str:
         "| id | when (UTC) | user | kind | scenario | turns | outcome | score | 👍/👎 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for s in summaries:
-        rows.append(
-            "| "
-            + " | ".join(
-                [
-                    f"`{s.id[:8]}`",
-                    s.created_at.strftime("%Y-%m-%d %H:%M"),
-                    md(f"{s.user or 'anonymous'}{f' ({s.role})' if s.role else ''}"),
-                    s.kind,
-                    md(f"{s.scenario_title} ({s.difficulty})") if s.scenario_title else "",
-                    str(s.turns),
-                    (s.outcome or ("in progress" if s.kind == "practice" else "")).replace(
-                        "_", " "
-                    ),
-                    "" if s.score is None else str(s.score),
-                    f"{s.feedback_up}/{s.feedback_down}",
-                ]
-            )
-            + " |"
-        )
+    rows += [_session_row(s) for s in summaries]
     return "### Saved sessions\n\n" + "\n".join(rows)
 
 
@@ -157,7 +142,7 @@ def session_markdown(record: SessionRecord, knowledge_dir: Path) -> str:
             s=record,
             transcript=transcript,
             exchanges=record.exchanges(),
-            scorecard=scorecard_text,
+            scorecard=MarkdownSafe(scorecard_text),
         )
         .strip()
     )
