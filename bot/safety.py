@@ -164,9 +164,10 @@ _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>\b[a-z][a-z0-9+.\-]*://)(?P<user>[^\s/@:?#\[\]]*)(?::[^\s/@?#]*)?@", re.I
 )
 # API keys (sk-..., sk-proj-...) and tokens after Bearer / Basic (with a digit: not prose)
+_TOKEN = r"[\w\-~+/*]+(?:\.+[\w\-~+/*]+)*"  # dots inside (a JWT, "sk-ab...yz"), not at the end
 _KEYS = re.compile(
-    r"\bsk-[\w\-*.]{4,}"
-    r"|\b(?P<scheme>Bearer|Basic)\s+(?=[\w\-.~+/*]*\d)[\w\-.~+/*]{8,}=*",
+    rf"\bsk-(?=[\w\-*.]{{4}}){_TOKEN}"
+    rf"|\b(?P<scheme>Bearer|Basic)\s+(?=[\w\-.~+/*]{{8}})(?=[\w\-.~+/*]*\d){_TOKEN}=*",
     re.I,
 )
 # a key, token or password passed as a query parameter
@@ -205,7 +206,8 @@ class RedactingFilter(logging.Filter):
     """Redacts a log record in place (message, arguments, traceback); never drops it.
 
     Only what holds a secret is replaced, so a record keeps its shape (uvicorn's access log
-    formatter unpacks its arguments) and an exception without one keeps its own formatting.
+    formatter unpacks its arguments) unless a secret spans the format and an argument, and an
+    exception without one keeps its own formatting.
     """
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
@@ -222,12 +224,26 @@ class RedactingFilter(logging.Filter):
         clean = redact(text, self.secrets)
         return value if clean == text else clean
 
+    def _whole_message(self, record: logging.LogRecord) -> None:
+        """A secret split between the format and its arguments ("Bearer %s"): the message is
+        kept formatted (and redacted) instead."""
+        if not record.args:
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed format is the formatter's to report
+            return
+        clean = redact(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self._value(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(self._value(a) for a in record.args)
         elif isinstance(record.args, Mapping):
             record.args = {k: self._value(v) for k, v in record.args.items()}
+        self._whole_message(record)
         if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
             text = logging.Formatter().formatException(record.exc_info)
             if redact(text, self.secrets) != text:

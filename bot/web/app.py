@@ -345,7 +345,7 @@ async def on_message(message: cl.Message) -> None:
     except EmptyInputError as exc:
         await cl.Message(content=f"{exc} — type what you want to say.").send()
     except CoachbotError as exc:
-        await cl.Message(content=str(exc)).send()
+        await cl.Message(content=_reason(exc)).send()
     except Exception as exc:
         log.exception("reply failed")
         await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
