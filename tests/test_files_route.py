@@ -66,7 +66,8 @@ def _keep_file(settings, owner: str | None, *, saved_session: bool) -> Kept:
         if owner is not None:
             conn.execute(
                 text(
-                    "INSERT OR IGNORE INTO users (id, identifier, metadata) VALUES (:id, :who, '{}')"
+                    "INSERT OR IGNORE INTO users (id, identifier, metadata) "
+                    "VALUES (:id, :who, '{}')"
                 ),
                 {"id": user_id, "who": owner},
             )

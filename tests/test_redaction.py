@@ -85,7 +85,7 @@ def test_log_records_of_any_logger_are_redacted(redacting):
     # child loggers (a filter on "coachbot" alone would not see these), third-party loggers,
     # %-arguments, and exception tracebacks
     logging.getLogger("coachbot.app.deep").warning("calling %s with %s", URL, KEY)
-    logging.getLogger("openai._base_client").debug("headers: Authorization: Bearer %s", "ab12cd34ef")
+    logging.getLogger("openai._base_client").debug("Authorization: Bearer %s", "ab12cd34ef")
     logging.getLogger("httpx").info("key hunter2xyz rejected")
     try:
         raise RuntimeError(f"Incorrect API key provided: {KEY} at {URL}")
