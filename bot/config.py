@@ -110,6 +110,22 @@ class Settings(BaseSettings):
         description="auto: login is required once the users file has a user",
     )
 
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        validation_alias="COACHBOT_LOGIN_MAX_FAILURES",
+        description="failed logins per user name, and per client address, within the window",
+    )
+    login_window_s: float = Field(
+        300.0, gt=0, validation_alias="COACHBOT_LOGIN_WINDOW", description="seconds"
+    )
+    login_lockout_s: float = Field(
+        900.0,
+        gt=0,
+        validation_alias="COACHBOT_LOGIN_LOCKOUT",
+        description="seconds a user name or address is refused after too many failures",
+    )
+
     @field_validator("openai_api_key", mode="before")
     @classmethod
     def _not_a_placeholder(cls, value: object) -> object:
@@ -117,6 +133,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip() in {"", CHAINLIT_CI_PLACEHOLDER_KEY}:
             return None
         return value
+
+    @property
+    def api_key(self) -> str | None:
+        """The OpenAI API key in clear (for the client and for redaction; never shown)."""
+        return self.openai_api_key.get_secret_value() if self.openai_api_key else None
 
     @property
     def database(self) -> str:

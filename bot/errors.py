@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bot.safety import redact
+
 
 class CoachbotError(Exception):
     """A failure a user can act on: ``str(err)`` is the reason, ``hint`` says how to fix it."""
@@ -32,5 +34,7 @@ class StorageError(CoachbotError):
 
 
 def describe_failure(exc: BaseException) -> str:
-    """One line for a failure: a CoachbotError's reason and fix, otherwise type and message."""
-    return str(exc) if isinstance(exc, CoachbotError) else f"{type(exc).__name__}: {exc}"
+    """One line for a failure: a CoachbotError's reason and fix, otherwise type and message
+    (keys and URL credentials masked)."""
+    text = str(exc) if isinstance(exc, CoachbotError) else f"{type(exc).__name__}: {exc}"
+    return redact(text)

@@ -3,15 +3,19 @@
 * steering: a line that tries to override, extract or replace the model's instructions, inject
   a chat-template turn, or talk to whoever grades the session (``steering_kind``, ``OFF_SCRIPT``);
 * chat-template tokens in user text are defused before it goes into a prompt;
-* prompt echo: a model line that repeats a run of its own instructions (``PromptEcho``).
+* prompt echo: a model line that repeats a run of its own instructions (``PromptEcho``);
+* secrets: API keys and URL credentials are masked in every description, error, log line and
+  report (``redact``, ``install_log_redaction``).
 
 Code decides: a 1.5B model cannot be relied on to resist these. Imports nothing of coachbot's.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Mapping
 
 # Lines that try to steer the model instead of talking to the customer: override or replace its
 # instructions, inject a chat-template turn, make it print its prompt, or address whoever grades
@@ -150,3 +154,134 @@ class PromptEcho:
     def echoes(self, text: str) -> bool:
         """True if ``text`` repeats ``run_words`` words in a row of the instructions."""
         return bool(word_runs(text, self.run_words) & self._runs)
+
+
+# --------------------------------------------------------------------------- secrets
+
+MASK = "***"
+# scheme://user:password@host (and scheme://token@host): the credentials of a URL
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.\-]*://)(?P<user>[^\s/@:?#\[\]]*)(?::[^\s/@?#]*)?@", re.I
+)
+# API keys (sk-..., sk-proj-...) and tokens after Bearer / Basic (with a digit: not prose)
+_TOKEN = r"[\w\-~+/*]+(?:\.+[\w\-~+/*]+)*"  # dots inside (a JWT, "sk-ab...yz"), not at the end
+_KEYS = re.compile(
+    rf"\bsk-(?=[\w\-*.]{{4}}){_TOKEN}"
+    rf"|\b(?P<scheme>Bearer|Basic)\s+(?=[\w\-.~+/*]{{8}})(?=[\w\-.~+/*]*\d){_TOKEN}=*",
+    re.I,
+)
+# a key, token or password passed as a query parameter
+_QUERY_SECRETS = re.compile(
+    r"(?P<name>[?&](?:api[_-]?key|key|token|access_token|password|secret)=)[^&\s#]+", re.I
+)
+_MIN_SECRET_CHARS = 4  # shorter "secrets" (an empty or placeholder value) are not searched for
+
+
+def _mask_url(match: re.Match[str]) -> str:
+    has_password = match.group(0).rstrip("@") != match.group("scheme") + match.group("user")
+    user = match.group("user") if has_password and match.group("user") else ""
+    return f"{match.group('scheme')}{user + ':' if user else ''}{MASK}@"
+
+
+def _mask_key(match: re.Match[str]) -> str:
+    scheme = match.group("scheme")
+    return f"{scheme} {MASK}" if scheme else f"sk-{MASK}"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` without credentials: the given ``secrets`` (an API key), anything that looks like
+    an API key (``sk-...``, ``Bearer ...``), and URL credentials (``https://bob:***@host``).
+
+    The one redaction of coachbot: model descriptions, errors, logs and reports use it.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_SECRET_CHARS:
+            text = text.replace(secret, MASK)
+    text = _URL_CREDENTIALS.sub(_mask_url, text)
+    text = _KEYS.sub(_mask_key, text)
+    return _QUERY_SECRETS.sub(lambda m: m.group("name") + MASK, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a log record in place (message, arguments, traceback); never drops it.
+
+    Only what holds a secret is replaced, so a record keeps its shape (uvicorn's access log
+    formatter unpacks its arguments) unless a secret spans the format and an argument, and an
+    exception without one keeps its own formatting.
+    """
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        super().__init__()
+        self.secrets: tuple[str, ...] = tuple(s for s in secrets if s)
+
+    def _value(self, value: object) -> object:
+        if value is None or isinstance(value, int | float):
+            return value
+        try:
+            text = value if isinstance(value, str) else str(value)
+        except Exception:  # an object that cannot be shown is left to the formatter
+            return value
+        clean = redact(text, self.secrets)
+        return value if clean == text else clean
+
+    def _whole_message(self, record: logging.LogRecord) -> None:
+        """A secret split between the format and its arguments ("Bearer %s"): the message is
+        kept formatted (and redacted) instead."""
+        if not record.args:
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed format is the formatter's to report
+            return
+        clean = redact(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._value(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._value(a) for a in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {k: self._value(v) for k, v in record.args.items()}
+        self._whole_message(record)
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            if redact(text, self.secrets) != text:
+                record.exc_text = redact(text, self.secrets)
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
+        return True
+
+
+_log_filter: RedactingFilter | None = None
+_factory_lock = threading.Lock()
+
+
+def install_log_redaction(secrets: Iterable[str | None] = ()) -> RedactingFilter:
+    """Redact every log record of the process (any logger, any handler, added now or later).
+
+    A filter on a logger sees only the records logged on that very logger, not its children's,
+    and a filter on a handler misses handlers added later (Chainlit's, uvicorn's, pytest's), so
+    the filter runs where every record is made: the log record factory. It is also put on the
+    root and ``coachbot`` loggers. Calling again adds ``secrets`` to the same filter.
+    """
+    global _log_filter
+    with _factory_lock:
+        if _log_filter is None:
+            _log_filter = RedactingFilter()
+            previous = logging.getLogRecordFactory()
+            installed = _log_filter
+
+            def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+                record = previous(*args, **kwargs)
+                installed.filter(record)
+                return record
+
+            logging.setLogRecordFactory(factory)
+            for name in ("", "coachbot", "bot"):
+                logging.getLogger(name).addFilter(_log_filter)
+        known = [*_log_filter.secrets, *(s for s in secrets if s)]
+        _log_filter.secrets = tuple(dict.fromkeys(known))
+        return _log_filter

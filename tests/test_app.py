@@ -606,8 +606,9 @@ def test_startup_configures_login_and_history_once(
     tables = set(inspect(create_engine(svc.settings.database)).get_table_names())
     assert {"users", "threads", "steps", "elements", "feedbacks"} <= tables
     added = [r for r in server.router.routes if r not in routes_before]
-    assert [r.path for r in added] == [f"{URL_PREFIX}/{{name}}"]  # once, though started twice
-    assert server.router.routes[0] is added[0]  # ahead of Chainlit's catch-all page route
+    # once, though started twice; ahead of Chainlit's own /login, /auth/config and page route
+    assert [r.path for r in added] == ["/auth/config", "/login", f"{URL_PREFIX}/{{name}}"]
+    assert server.router.routes[:3] == added
     assert isinstance(code.data_layer(), SQLAlchemyDataLayer)
     assert warmed  # and the model, index and guidance are loaded in the background
 

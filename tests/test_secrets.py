@@ -385,3 +385,70 @@ def test_app_handlers_never_log_or_show_the_secrets(
     assert leaks(shown, file_secret) == []
     saved = tmp_path / "app.db"
     assert leaks(saved.read_bytes().decode("utf-8", errors="replace"), file_secret) == []
+
+
+# ----------------------------------------------------------------- credentials in the base URL
+
+URL_PASSWORD = "s3cret-" + secrets.token_hex(6)
+
+
+@pytest.fixture
+def url_with_credentials(env, monkeypatch) -> str:
+    """OPENAI_BASE_URL with a user and password in it (https://bob:s3cret@host/v1)."""
+    url = env.url.replace("http://", f"http://bob:{URL_PASSWORD}@")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    get_settings.cache_clear()
+    return url
+
+
+@pytest.mark.parametrize("mode", ["401", "ok"])
+def test_doctor_never_shows_url_credentials(env, ingested, url_with_credentials, mode):
+    env.mode = mode
+    _code, output = run("doctor", "--json")
+    assert env.seen_keys, "the server was called"
+    assert URL_PASSWORD not in output, output
+    assert leaks(output) == []
+
+
+def test_eval_reports_never_hold_url_credentials(env, ingested, url_with_credentials, tmp_path):
+    env.mode = "ok"
+    suite = tmp_path / "secrets.yaml"
+    suite.write_text(SUITE)
+    report = tmp_path / "report"
+    code, output = run("eval", str(suite), "--report", str(report), "--json", "--no-cache")
+    assert code == 0, output
+    data = json.loads(output[: output.rindex("}") + 1])
+    assert data["model"].startswith("gpt-4o-mini via http://bob:***@127.0.0.1")
+    assert URL_PASSWORD not in output
+    for path in report.iterdir():
+        assert URL_PASSWORD not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.parametrize("mode", ["401", "400"])
+def test_app_with_openai_embeddings_says_why_without_the_key(
+    env, ingested, file_secret, caplog, tmp_path, monkeypatch, mode
+):
+    """The coach's retrieval fails at the embeddings API: the trainee sees the cause in one
+    line, and neither the screen nor the log holds the key the server quoted back."""
+    from bot.service import Services
+    from bot.store.sessions import SessionStore
+    from bot.web import app
+
+    from .test_app import Browser
+
+    env.mode = mode
+    _openai_embeddings(monkeypatch)
+    services = Services(get_settings(), store=SessionStore(f"sqlite:///{tmp_path / 'app.db'}"))
+    app.use_services(services)
+    caplog.set_level(logging.DEBUG)
+    try:
+        coach = Browser(app.COACH)
+        coach.run(app.on_chat_start)
+        coach.say("The customer is shouting about a broken parcel, what do I say?")
+    finally:
+        app.use_services(None)
+    assert env.seen_keys[-1] == f"Bearer {KEY}"  # the embeddings request reached the server
+    shown = json.dumps(coach.events, default=str)
+    assert "the API" in shown and "AuthenticationError" not in shown, coach.texts()
+    assert leaks(caplog.text, file_secret) == [], caplog.text[-2000:]
+    assert leaks(shown, file_secret) == []

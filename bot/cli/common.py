@@ -27,6 +27,7 @@ from rich.text import Text
 from bot.config import Settings, get_settings
 from bot.errors import CoachbotError
 from bot.rendering import display_text
+from bot.safety import redact
 
 if TYPE_CHECKING:
     from bot.service import Services
@@ -140,8 +141,8 @@ def fail(message: str, as_json: bool = False, code: int = FAILED) -> NoReturn:
 def describe(exc: Exception) -> str:
     """The one-line reason for a failure that is not a CoachbotError."""
     if type(exc).__module__.startswith(("openai", "langchain_openai")):
-        return str(_api_error(exc))  # e.g. OpenAI embeddings: cause, fix, never the key
-    return f"{type(exc).__name__}: {exc} (set COACHBOT_DEBUG=1 for details)"
+        return str(_api_error(exc))  # cause, fix, never the key
+    return redact(f"{type(exc).__name__}: {exc} (set COACHBOT_DEBUG=1 for details)")
 
 
 def guard(fn: Callable[[], T], as_json: bool = False, code: int = FAILED) -> T:

@@ -189,7 +189,9 @@ def check_api(settings: Settings) -> Check:
             fix = f"{exc.hint}; meanwhile the embedded model answers (COACHBOT_FALLBACK=local)"
             return Check("OpenAI API", "warn", exc.args[0], fix)
         return Check("OpenAI API", "fail", exc.args[0], exc.hint)
-    where = settings.openai_base_url or "api.openai.com"
+    from bot.safety import redact
+
+    where = redact(settings.openai_base_url or "api.openai.com")
     return Check("OpenAI API", "ok", f"{settings.openai_model} answers at {where}")
 
 

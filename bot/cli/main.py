@@ -33,6 +33,7 @@ from bot.cli.common import (
 )
 from bot.cli.evals import eval_command
 from bot.errors import CoachbotError, StorageError, describe_failure
+from bot.safety import install_log_redaction
 
 if TYPE_CHECKING:
     from bot.coach.models import CoachAnswer, CoachEvent
@@ -61,8 +62,17 @@ UNSAVED = (
 
 @app.callback()
 def _setup() -> None:
-    # Runs before every command: core warnings become notices instead of bare log lines.
+    # Runs before every command: core warnings become notices instead of bare log lines, and
+    # no log line holds a key or URL credentials.
     common.start_command()
+    install_log_redaction(_known_secrets())
+
+
+def _known_secrets() -> list[str | None]:
+    try:
+        return [common.settings().api_key]
+    except Exception:  # invalid settings: the command itself reports them
+        return []
 
 
 @app.command()

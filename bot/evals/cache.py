@@ -32,6 +32,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
+from bot.safety import redact
+
 CACHE_VERSION = 1
 
 
@@ -46,7 +48,8 @@ def model_identity(model: BaseChatModel) -> str:
     base_url = getattr(model, "openai_api_base", None)
     if base_url:
         params["base_url"] = base_url
-    return json.dumps({"type": model._llm_type, **params}, sort_keys=True, default=str)
+    # the server's credentials are not part of what the model is (and the identity is stored)
+    return redact(json.dumps({"type": model._llm_type, **params}, sort_keys=True, default=str))
 
 
 def request_key(

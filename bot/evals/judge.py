@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.config import Settings
 from bot.evals.results import JudgeInfo
 from bot.prompts import PromptLibrary
+from bot.safety import redact
 
 JUDGE_PROMPT = "eval_judge.md"
 JUDGE_PARAMS = {"temperature": 0.0, "max_tokens": 80, "seed": 0}
@@ -96,7 +97,7 @@ def make_judge(settings: Settings, subject_description: str) -> Judge:
             max_retries=3,
             **JUDGE_PARAMS,
         )
-        description = f"{judge_settings.model} via {base_url or 'OpenAI'}"
+        description = redact(f"{judge_settings.model} via {base_url or 'OpenAI'}")
         same = description == subject_description
         warning = (
             "The judge is the model under test: it tends to approve its own output."

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from bot.evals.results import BaselineDiff, CaseResult, GuidanceSummary, RunReport
 from bot.rendering import display_text, html_environment
+from bot.safety import redact
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 EXIT_CODES = {
@@ -263,16 +264,15 @@ def render_junit(report: RunReport) -> str:
 
 
 def write_reports(report: RunReport, directory: Path) -> dict[str, Path]:
-    """report.html, junit.xml and results.json in ``directory``."""
+    """report.html, junit.xml and results.json in ``directory`` (keys and URL credentials
+    masked, whatever quoted them)."""
     directory.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "html": directory / "report.html",
-        "junit": directory / "junit.xml",
-        "json": directory / "results.json",
+    texts = {
+        "html": ("report.html", render_html(report)),
+        "junit": ("junit.xml", render_junit(report)),
+        "json": ("results.json", json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n"),
     }
-    paths["html"].write_text(render_html(report), encoding="utf-8")
-    paths["junit"].write_text(render_junit(report), encoding="utf-8")
-    paths["json"].write_text(
-        json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    paths = {kind: directory / name for kind, (name, _text) in texts.items()}
+    for kind, (_name, text) in texts.items():
+        paths[kind].write_text(redact(text), encoding="utf-8")
     return paths

@@ -53,6 +53,7 @@ from bot.evals.suites import (
 from bot.guidance.engine import DetectionContext, GuidanceEngine, load_catalogue
 from bot.guidance.metrics import Scores
 from bot.roleplay.scenarios import Scenario
+from bot.safety import redact
 from bot.service import Services
 
 SCRIPTS_DIR = PROJECT_ROOT / "evals" / "roleplay_scripts"
@@ -711,7 +712,7 @@ def _run_task(env: EvalServices, task: _Task, options: RunOptions) -> CaseRun:
             passed=False,
             score=0.0,
             seconds=0.0,
-            error=f"{type(exc).__name__}: {exc}"[:500],
+            error=redact(f"{type(exc).__name__}: {exc}")[:500],
         )
 
 

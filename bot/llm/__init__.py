@@ -10,6 +10,7 @@ from langchain_core.messages import BaseMessage
 from bot.config import Settings
 from bot.llm.local_chat import LocalChatModel
 from bot.llm.local_model import locate_model
+from bot.safety import redact
 
 if TYPE_CHECKING:
     from bot.llm.api import ApiChatModel
@@ -18,12 +19,17 @@ NOTICE_KEY = "coachbot_notice"  # response_metadata key of a notice for the user
 
 
 def describe_llm(settings: Settings) -> str:
-    """A one-line description of the configured chat model, for banners and reports."""
+    """A one-line description of the configured chat model, for banners and reports (URL
+    credentials and keys masked)."""
     if settings.llm_provider == "openai":
         where = settings.openai_base_url or "OpenAI"
         fallback = ", embedded model as fallback" if settings.fallback == "local" else ""
-        return f"{settings.openai_model} via {where}{fallback}"
+        return redact(f"{settings.openai_model} via {where}{fallback}", [_key(settings)])
     return f"{settings.local_model} (embedded, llama.cpp)"
+
+
+def _key(settings: Settings) -> str | None:
+    return settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
 
 
 def model_notice(message: BaseMessage) -> str | None:

@@ -11,7 +11,6 @@ that names the cause and the fix and never contains the key. With ``COACHBOT_FAL
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NoReturn
@@ -22,24 +21,21 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_openai import ChatOpenAI
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import PrivateAttr, SecretStr
 
 from bot.config import Settings
 from bot.errors import ModelUnavailableError
 from bot.llm import NOTICE_KEY
+from bot.safety import redact
 
 log = logging.getLogger(__name__)
 
-_SECRET = re.compile(r"\b(sk-|Bearer\s+)[\w*.\-]+", re.I)
-
 
 def _redact(text: str, key: str | None) -> str:
-    """``text`` without the key (or anything that looks like one), on one short line."""
-    if key:
-        text = text.replace(key, "[key]")
-    text = _SECRET.sub(lambda m: m.group(1) + "[key]", text)
-    return " ".join(text.split())[:160]
+    """``text`` without the key, anything that looks like one or URL credentials, on one short
+    line (:func:`bot.safety.redact`)."""
+    return " ".join(redact(text, [key]).split())[:160]
 
 
 def _server_says(exc: openai.APIError) -> str:
@@ -52,7 +48,9 @@ def _server_says(exc: openai.APIError) -> str:
 def api_error(
     exc: openai.APIError, *, where: str, model: str, timeout: float | None, key: str | None
 ) -> ModelUnavailableError:
-    """A one-line error for what openai raised after its retries: the cause and the fix."""
+    """A one-line error for what openai raised after its retries: the cause and the fix (the
+    key and the credentials of ``where`` masked)."""
+    where = redact(where, [key])
     request = getattr(exc, "request", None)
     tries = str(request.headers.get("x-stainless-retry-count", "0")) if request else "0"
     retries = int(tries) if tries.isdigit() else 0
@@ -156,6 +154,51 @@ class ApiChatModel(ChatOpenAI):
         try:
             async for chunk in super()._astream(*args, **kwargs):
                 yield chunk
+        except openai.APIError as exc:
+            self._fail(exc)
+
+
+class ApiEmbeddings(OpenAIEmbeddings):
+    """``OpenAIEmbeddings`` whose failures are :class:`ModelUnavailableError` (cause, fix, no
+    key), as for the chat model: the app, the CLI and the index all get the same one line."""
+
+    def _fail(self, exc: openai.APIError) -> NoReturn:
+        secret = self.openai_api_key
+        key = secret.get_secret_value() if isinstance(secret, SecretStr) else None
+        timeout = self.request_timeout if isinstance(self.request_timeout, int | float) else None
+        raise api_error(
+            exc,
+            where=self.openai_api_base or "api.openai.com",
+            model=self.model,
+            timeout=timeout,
+            key=key,
+        ) from None  # the original may quote the key: it is not chained
+
+    def embed_documents(
+        self, texts: list[str], chunk_size: int | None = None, **kwargs: Any
+    ) -> list[list[float]]:
+        try:
+            return super().embed_documents(texts, chunk_size, **kwargs)
+        except openai.APIError as exc:
+            self._fail(exc)
+
+    def embed_query(self, text: str, **kwargs: Any) -> list[float]:
+        try:
+            return super().embed_query(text, **kwargs)
+        except openai.APIError as exc:
+            self._fail(exc)
+
+    async def aembed_documents(
+        self, texts: list[str], chunk_size: int | None = None, **kwargs: Any
+    ) -> list[list[float]]:
+        try:
+            return await super().aembed_documents(texts, chunk_size, **kwargs)
+        except openai.APIError as exc:
+            self._fail(exc)
+
+    async def aembed_query(self, text: str, **kwargs: Any) -> list[float]:
+        try:
+            return await super().aembed_query(text, **kwargs)
         except openai.APIError as exc:
             self._fail(exc)
 

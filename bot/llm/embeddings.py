@@ -132,13 +132,12 @@ def embedding_model_name(settings: Settings) -> str:
 def make_embeddings(settings: Settings) -> Embeddings:
     """The LangChain embeddings the settings select."""
     if settings.embeddings_provider == "openai":
-        from langchain_openai import OpenAIEmbeddings
-
+        from bot.llm.api import ApiEmbeddings
         from bot.llm.tokens import seed_tiktoken_cache
 
         seed_tiktoken_cache()  # it counts tokens with cl100k_base, which would be downloaded
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        return OpenAIEmbeddings(
+        return ApiEmbeddings(  # its errors are one line, never with the key
             model=settings.openai_embedding_model,
             api_key=key,
             base_url=settings.openai_base_url,

@@ -3,7 +3,9 @@
 Chainlit's SQL data layer keeps elements (the mood curve, the cited passages) only through a
 storage client; without one they vanish from the thread history. This client writes each file
 under ``<data_dir>/files`` by a hash of its key and serves it at ``/coachbot/files/<hash>``
-(a route added to Chainlit's server). Hashes are unguessable and cannot name a path.
+(a route added to Chainlit's server by :mod:`bot.web.files_route`, which serves a file only to
+the user of its thread, or to a trainer). Hashes are unguessable and cannot name a path;
+:class:`FileOwners` says whose thread a file belongs to.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chainlit.data.storage_clients.base import BaseStorageClient
+from sqlalchemy import Engine, text
+
+from bot.store.sessions import _make_engine
 
 URL_PREFIX = "/coachbot/files"
 _NAME = re.compile(r"^[0-9a-f]{40}$")
@@ -77,22 +84,44 @@ class LocalStorageClient(BaseStorageClient):
         return sidecar.read_text().strip() if sidecar.exists() else "application/octet-stream"
 
 
-def add_file_route(client: LocalStorageClient) -> None:
-    """Serve the client's files from Chainlit's server (before its catch-all page route)."""
-    from chainlit.server import app as server
-    from fastapi import HTTPException
-    from fastapi.responses import FileResponse
+@dataclass(frozen=True)
+class FileOwner:
+    """The Chainlit thread a kept file belongs to, and the login name of that thread's user."""
 
-    async def serve_file(name: str) -> FileResponse:
-        path = client.path_for(name)
-        if path is None:
-            raise HTTPException(status_code=404, detail="not found")
-        return FileResponse(
-            path,
-            media_type=client.mime_of(name),
-            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+    thread_id: str | None
+    user_identifier: str | None
+
+
+class FileOwners:
+    """Which thread (and user) a kept file belongs to, from Chainlit's ``elements`` and
+    ``threads`` tables (in the session database, which coachbot creates)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = _make_engine(self.url)
+            return self._engine
+
+    def owner(self, name: str) -> FileOwner | None:
+        """The owner of the file served as ``name``, or None when no element names it."""
+        if not _NAME.match(name):
+            return None
+        query = text(
+            'SELECT e."threadId", t."userIdentifier" FROM elements e '
+            'LEFT JOIN threads t ON t."id" = e."threadId" WHERE e."url" = :url LIMIT 1'
         )
+        with self._connect().connect() as conn:
+            row = conn.execute(query, {"url": f"{URL_PREFIX}/{name}"}).first()
+        if row is None:
+            return None
+        thread_id, user = row
+        return FileOwner(str(thread_id) if thread_id else None, user)
 
-    server.add_api_route(f"{URL_PREFIX}/{{name}}", serve_file, methods=["GET"])
-    routes = server.router.routes
-    routes.insert(0, routes.pop())  # ahead of Chainlit's "/{full_path:path}" page route
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()

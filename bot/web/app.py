@@ -34,7 +34,9 @@ from bot.coach.models import CoachAnswer, CoachEvent
 from bot.config import Settings, get_settings
 from bot.errors import CoachbotError
 from bot.inputs import EmptyInputError
+from bot.safety import install_log_redaction, redact
 from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
+from bot.web.auth import WebLogin
 from bot.web.mood_chart import mood_badge, mood_curve_svg
 from bot.web.security import install_security_headers
 from bot.web.views import (
@@ -111,6 +113,7 @@ def use_services(replacement: Services | None) -> None:
 
 _configure_lock = threading.Lock()
 _configured = False
+_login: WebLogin | None = None  # login (bot/web/auth.py), once configured
 
 
 def configure(settings: Settings) -> bool:
@@ -128,25 +131,27 @@ def configure(settings: Settings) -> bool:
         if _configured:
             return False
         _configured = True
+    install_log_redaction([settings.api_key])  # every log line, Chainlit's and uvicorn's too
     _configure_history(settings)
     _configure_login(settings)
     return True
 
 
 def _configure_history(settings: Settings) -> None:
-    from bot.store.files import LocalStorageClient, add_file_route
+    from bot.store.files import LocalStorageClient
     from bot.store.sessions import (
         chainlit_conninfo,
         create_chainlit_tables,
         register_sqlite_adapters,
     )
+    from bot.web.files_route import add_file_route, file_access
 
     try:
         conninfo = chainlit_conninfo(settings.database)
         register_sqlite_adapters()
         create_chainlit_tables(settings.database)
         files = LocalStorageClient(settings.data_dir / "files")
-        add_file_route(files)
+        add_file_route(files, file_access(settings, _reviewable))
     except Exception as exc:  # the app still works; history and feedback are off
         log.warning("chat history is off: the database could not be prepared (%s)", exc)
         return
@@ -158,20 +163,26 @@ def _configure_history(settings: Settings) -> None:
         return SQLAlchemyDataLayer(conninfo=conninfo, storage_provider=files)
 
 
+def _reviewable(thread_id: str) -> bool:
+    """Trainers may review a thread that is a saved session (for the kept-files route)."""
+    return services().store.find_by_thread(thread_id) is not None
+
+
 def _configure_login(settings: Settings) -> None:
-    from bot.store.users import UserStore, ensure_auth_secret, login_required
+    """Login (:class:`bot.web.auth.WebLogin`) unless ``COACHBOT_AUTH=off``: on while the users
+    file has a user (auto), re-checked while the app runs; the secret is set either way, so
+    login can turn on without a restart."""
+    from bot.store.users import ensure_auth_secret, login_required
 
-    if not login_required(settings):
+    global _login
+    _login = None
+    if settings.auth == "off":
         return
+    login_required(settings)  # a malformed users file raises: the server does not start
     os.environ["CHAINLIT_AUTH_SECRET"] = ensure_auth_secret(settings)
-    users = UserStore(settings.users_path)
-
-    @cl.password_auth_callback
-    def _login(username: str, password: str) -> cl.User | None:
-        found = users.verify(username, password)
-        if found is None:
-            return None
-        return cl.User(identifier=found.identifier, metadata={"role": found.role})
+    _login = WebLogin(settings)
+    _login.install()
+    _login.sync()
 
 
 @cl.on_app_startup
@@ -188,6 +199,8 @@ async def on_app_startup() -> None:
         # reports "Application startup failed" and `chainlit run` exits.
         log.error("coachbot cannot start: %s", exc)
         raise SystemExit(f"coachbot cannot start: {exc}") from exc
+    if _login is not None:
+        _login.start_watching()  # adding the first user turns login on, no restart
 
     def warm() -> None:
         try:
@@ -250,7 +263,7 @@ async def _iterate_in_thread(make: Callable[[], Iterator[T]]) -> Any:
 def _reason(exc: BaseException) -> str:
     """Why it failed, escaped: an error's message can quote what the user typed."""
     if isinstance(exc, CoachbotError):
-        return md(str(exc))
+        return md(redact(str(exc), [services().settings.api_key]))
     return type(exc).__name__
 
 
@@ -336,7 +349,7 @@ async def on_message(message: cl.Message) -> None:
     except EmptyInputError as exc:
         await cl.Message(content=f"{md(exc)} — type what you want to say.").send()
     except CoachbotError as exc:
-        await cl.Message(content=md(exc)).send()
+        await cl.Message(content=_reason(exc)).send()
     except Exception as exc:
         log.exception("reply failed")
         await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
