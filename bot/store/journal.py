@@ -374,8 +374,9 @@ class DurableWrites:
                 log.exception("replaying the write journal failed")
 
     def close(self) -> int:
-        """Stop the timer, replay once more and close the journal; returns how many writes
-        are left in it (they are replayed at the next start)."""
+        """Stop the timer and replay once more; returns how many writes are left in the
+        journal (they are replayed at the next start). A write submitted later (a reply that
+        ends during shutdown) is still journalled."""
         self._stop.set()
         if self._timer is not None:
             self._timer.join(timeout=30)
@@ -392,5 +393,4 @@ class DurableWrites:
                     left,
                     self.journal.path or "memory (lost at exit)",
                 )
-            self.journal.close()
             return left
