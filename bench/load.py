@@ -24,10 +24,18 @@ answered), whether the session store holds every session with all its turns, the
 RSS (VmHWM) and the tracebacks in its log. One practice and one coach session warm the app up
 first (the index, guidance engine and embeddings load on first use); they are not measured.
 
+``--db-outage SECONDS`` (fake model only) stops the session store's database for that long when
+the measured sessions start: ``bench/load_app.py`` fails every statement of its engine while a
+flag file exists (``bot.store.faults.DatabaseOutage``). The app keeps the writes in its journal
+and replays them every ``--journal-flush`` seconds; the harness waits for the outage to end and
+the journal to empty, then checks that every line sent was saved once. The app's "saving
+failed" notices are expected then: they are counted, not errors.
+
 Usage (writes bench/results/load-<model>.json; exits 1 on any error or lost message):
     .venv/bin/python bench/load.py                           # 20 sessions x 3 messages, fake
     .venv/bin/python bench/load.py --sessions 4 --messages 2 # a quick check
     .venv/bin/python bench/load.py --model embedded          # the real model (slow)
+    .venv/bin/python bench/load.py --sessions 6 --messages 3 --db-outage 30  # DB away 30 s
 """
 
 from __future__ import annotations
@@ -39,9 +47,11 @@ import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -112,6 +122,10 @@ PRACTICE: str = _APP["PRACTICE"]
 COACH: str = _APP["COACH"]
 FRIENDLY_PREFIX: str = _APP["FRIENDLY_FAILURE"].split("{reason}")[0]
 SAVE_FAILED: str = _SERVICE["SAVE_FAILED"]
+SAVE_FAILED_ERROR = "save failed notice"
+OUTAGE_FLAG_ENV = "COACHBOT_FAKE_DB_OUTAGE_FLAG"  # read by bench/load_app.py
+JOURNAL_FILE = "pending_writes.sqlite3"  # bot.store.journal.JOURNAL_FILE
+DEAD_LETTER_FILE = "dead_letter_writes.jsonl"  # bot.store.journal.DEAD_LETTER_FILE
 
 
 # --------------------------------------------------------------------------- the server
@@ -124,7 +138,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_env(data_dir: Path, model: str, token_delay: float) -> dict[str, str]:
+def server_env(
+    data_dir: Path,
+    model: str,
+    token_delay: float,
+    outage_flag: Path | None = None,
+    journal_flush_s: float = 15.0,
+) -> dict[str, str]:
     """The server's environment: this one minus :data:`_SCRUBBED_ENV`, in ``data_dir``."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
     env.update(
@@ -138,6 +158,9 @@ def server_env(data_dir: Path, model: str, token_delay: float) -> dict[str, str]
     )
     if model == "fake":
         env["COACHBOT_FAKE_TOKEN_DELAY"] = str(token_delay)
+    env["COACHBOT_JOURNAL_FLUSH_S"] = str(journal_flush_s)
+    if outage_flag is not None:
+        env[OUTAGE_FLAG_ENV] = str(outage_flag)
     return env
 
 
@@ -394,7 +417,7 @@ class ChatClient:
             elif FRIENDLY_PREFIX in output:
                 reply.errors.append(f"friendly failure: {output[:200]}")
             elif SAVE_FAILED in output:
-                reply.errors.append("save failed notice")
+                reply.errors.append(SAVE_FAILED_ERROR)
             if self.thread_id and step.get("threadId") not in (None, "", self.thread_id):
                 reply.errors.append(f"a message of another thread ({step.get('threadId')})")
         if done and not reply.text.strip():
@@ -485,13 +508,15 @@ async def run_sessions(
 
 def check_persistence(
     database_url: str, reports: list[SessionReport], ignore_threads: set[str]
-) -> tuple[list[str], int]:
+) -> tuple[list[str], int, int]:
     """Problems with what the session store holds for ``reports`` (one saved session per chat,
-    every line and reply in it, nothing unexpected), and how many sessions it holds."""
+    every line and reply in it, nothing unexpected), how many sessions it holds and how many
+    lines (turns, coach questions) of ``reports`` it holds."""
     from bot.store.sessions import SessionStore
 
     store = SessionStore(database_url)
     problems: list[str] = []
+    saved_lines = 0
     try:
         saved = store.list_sessions(limit=100_000)
         by_thread: dict[str | None, list[Any]] = defaultdict(list)
@@ -528,6 +553,7 @@ def check_persistence(
                         )
             else:
                 said = [e.question for e in record.exchanges()]
+            saved_lines += len(said)
             if said != report.sent:
                 problems.append(
                     f"{label}: saved {len(said)} of {len(report.sent)} lines "
@@ -539,7 +565,7 @@ def check_persistence(
                     f"{len(rest)} saved session(s) of thread {thread} that no chat knows "
                     f"({', '.join(f'{s.kind} {s.id[:8]} turns {s.turns}' for s in rest)})"
                 )
-        return problems, len(saved)
+        return problems, len(saved), saved_lines
     finally:
         store.close()
 
@@ -607,6 +633,8 @@ class LoadConfig:
     eager: bool = False
     token_delay: float = 0.02
     start_timeout: float = 180.0
+    db_outage_s: float = 0.0  # the database is away this long from the start of the load
+    journal_flush_s: float = 2.0  # the app's COACHBOT_JOURNAL_FLUSH_S
 
 
 @dataclass
@@ -626,15 +654,31 @@ class LoadOutcome:
     startup_s: float | None = None
     load_s: float | None = None
     log_path: Path | None = None
+    saved_lines: int = 0
+    journal_left: int | None = None  # writes still in the app's journal after the run
+    dead_letters: int | None = None
+    outage_s: float | None = None  # how long the database really was away
 
     def errors(self) -> list[str]:
-        """Every error of the measured sessions, the warm-up and the setup."""
+        """Every error of the measured sessions, the warm-up and the setup (during an injected
+        outage, the app's "saving failed" notice is expected, not an error)."""
         found = list(self.setup_errors)
         for report in self.warm_up:
             found += [f"warm-up {e}" for e in report.all_errors()]
         for report in self.reports:
             found += report.all_errors()
+        if self.config.db_outage_s > 0:
+            found = [e for e in found if not e.endswith(SAVE_FAILED_ERROR)]
+        if self.journal_left:
+            found.append(f"{self.journal_left} write(s) still in the journal after the run")
+        if self.dead_letters:
+            found.append(f"{self.dead_letters} write(s) refused for good (dead letters)")
         return found
+
+    def save_notices(self) -> int:
+        """Replies that carried the app's "saving failed" notice."""
+        replies = [x for r in self.reports for x in r.replies]
+        return sum(e == SAVE_FAILED_ERROR for x in replies for e in x.errors)
 
     def lost(self) -> int:
         """Lines of the measured sessions that never got a complete reply."""
@@ -695,7 +739,64 @@ class LoadOutcome:
                 "log_warning_lines": self.log_warnings[:20],
             },
             "load_wall_s": self.load_s,
+            "db_outage": {
+                "outage_s": self.outage_s,
+                "lines_sent": sent,
+                "lines_saved": self.saved_lines,
+                "save_failed_notices": self.save_notices(),
+                "journal_left": self.journal_left,
+                "dead_letters": self.dead_letters,
+            }
+            if self.config.db_outage_s > 0
+            else None,
         }
+
+
+class Outage:
+    """The injected database outage: a flag file that exists for ``seconds`` (the app fails
+    every statement of its session store while it does)."""
+
+    def __init__(self, flag: Path, seconds: float) -> None:
+        self.flag = flag
+        self.seconds = seconds
+        self.over = threading.Event()
+        self.began: float | None = None
+        self.lasted: float | None = None
+
+    def begin(self) -> None:
+        self.flag.touch()
+        self.began = time.perf_counter()
+        timer = threading.Timer(self.seconds, self.end)
+        timer.daemon = True
+        timer.start()
+
+    def end(self) -> None:
+        self.flag.unlink(missing_ok=True)
+        if self.began is not None and self.lasted is None:
+            self.lasted = round(time.perf_counter() - self.began, 1)
+        self.over.set()
+
+
+def journal_count(data_dir: Path) -> int:
+    """Writes waiting in the app's journal (0 when it has none)."""
+    path = data_dir / JOURNAL_FILE
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM writes").fetchone()[0])
+
+
+def wait_for_journal(data_dir: Path, timeout: float) -> int:
+    """Wait until the app's journal is empty (its timer replays it); returns what is left."""
+    deadline = time.monotonic() + timeout
+    while (left := journal_count(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def dead_letter_count(data_dir: Path) -> int:
+    path = data_dir / DEAD_LETTER_FILE
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def _profiles(count: int) -> list[str]:
@@ -711,11 +812,15 @@ def run_load(config: LoadConfig, work_dir: Path) -> LoadOutcome:
     outcome = LoadOutcome(config=config)
     data_dir = work_dir / "data"
     outcome.log_path = work_dir / "server.log"
-    server = AppServer(
-        TARGETS[config.model],
-        server_env(data_dir, config.model, config.token_delay),
-        outcome.log_path,
+    outage = Outage(work_dir / "db-outage", config.db_outage_s) if config.db_outage_s else None
+    env = server_env(
+        data_dir,
+        config.model,
+        config.token_delay,
+        outage.flag if outage else None,
+        config.journal_flush_s,
     )
+    server = AppServer(TARGETS[config.model], env, outcome.log_path)
     try:
         started = time.perf_counter()
         server.start(min(config.start_timeout, max(1.0, deadline - time.monotonic())))
@@ -726,6 +831,8 @@ def run_load(config: LoadConfig, work_dir: Path) -> LoadOutcome:
             SessionReport(i, profile) for i, profile in enumerate(_profiles(config.sessions))
         ]
         started = time.perf_counter()
+        if outage is not None:
+            outage.begin()
         asyncio.run(
             run_sessions(
                 server.url,
@@ -737,20 +844,28 @@ def run_load(config: LoadConfig, work_dir: Path) -> LoadOutcome:
             )
         )
         outcome.load_s = round(time.perf_counter() - started, 2)
+        if outage is not None:  # the database comes back; the app's timer saves the journal
+            outage.over.wait(max(0.0, deadline - time.monotonic()))
+            wait_for_journal(data_dir, min(config.journal_flush_s * 3 + 10, 60))
     except Exception as exc:
         outcome.setup_errors.append(f"{type(exc).__name__}: {exc}")
     finally:
+        if outage is not None:
+            outage.end()
+            outcome.outage_s = outage.lasted
         server.stop()
         outcome.peak_rss_mib = server.peak_rss_mib
         outcome.server_cpu_s = server.cpu_s
+    if outage is not None:
+        outcome.journal_left = journal_count(data_dir)
+        outcome.dead_letters = dead_letter_count(data_dir)
     log = server.log_text()
     outcome.tracebacks = tracebacks(log)
     outcome.log_warnings = log_warnings(log)
     if (data_dir / "coachbot.db").exists():
         ignore = {r.thread_id for r in outcome.warm_up if r.thread_id}
-        outcome.persistence_problems, outcome.saved_sessions = check_persistence(
-            f"sqlite:///{data_dir / 'coachbot.db'}", outcome.reports, ignore
-        )
+        found = check_persistence(f"sqlite:///{data_dir / 'coachbot.db'}", outcome.reports, ignore)
+        outcome.persistence_problems, outcome.saved_sessions, outcome.saved_lines = found
         outcome.persistence_problems += check_chainlit_history(
             data_dir / "coachbot.db", outcome.reports
         )
@@ -792,6 +907,13 @@ def print_outcome(outcome: LoadOutcome) -> None:
         f"log warnings {len(outcome.log_warnings)}, server peak RSS "
         f"{_fmt(outcome.peak_rss_mib)} MiB, server CPU {_fmt(outcome.server_cpu_s)} s"
     )
+    if outage := metrics["db_outage"]:
+        print(
+            f"  database outage {_fmt(outage['outage_s'])} s: lines sent {outage['lines_sent']}, "
+            f"saved {outage['lines_saved']}; 'saving failed' notices "
+            f"{outage['save_failed_notices']}; journal left {outage['journal_left']}, "
+            f"dead letters {outage['dead_letters']}"
+        )
     for problem in [*outcome.errors(), *outcome.persistence_problems, *outcome.tracebacks][:30]:
         print(f"  ! {problem}")
 
@@ -809,9 +931,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--token-delay", type=float, default=0.02, help="fake model, s/token")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    parser.add_argument(
+        "--db-outage",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop the session database this long when the load starts (fake model only)",
+    )
+    parser.add_argument(
+        "--journal-flush", type=float, default=2.0, help="the app's journal replay period, s"
+    )
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.messages < 1:
         parser.error("--sessions and --messages must be at least 1")
+    if args.db_outage and args.model != "fake":
+        parser.error("--db-outage needs --model fake (bench/load_app.py injects the outage)")
     return args
 
 
@@ -826,9 +960,12 @@ def main(argv: list[str] | None = None) -> int:
         reply_timeout=args.reply_timeout,
         eager=args.eager,
         token_delay=args.token_delay,
+        db_outage_s=args.db_outage,
+        journal_flush_s=args.journal_flush,
     )
+    suffix = "-db-outage" if args.db_outage else ""
     result = BenchResult(
-        name=f"load-{args.model}",
+        name=f"load-{args.model}{suffix}",
         title=f"Concurrent web sessions ({args.model} model)",
         command="python bench/load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     )

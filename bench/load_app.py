@@ -10,6 +10,9 @@ before each token, so replies take time and sessions overlap as they would on a 
 Coach prompts get a "Say: ... / Why: ... [1]" answer built from the prompt's own line to adapt
 and first passage; customer prompts get one line of dialogue built from the beat's instruction
 (the simulator's checks reject some of them, which exercises its retries and fallback lines).
+
+With ``COACHBOT_FAKE_DB_OUTAGE_FLAG=<path>`` (``bench/load.py --db-outage``), every statement of
+the session store fails as a stopped database does while that file exists.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -28,6 +32,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 import bot.web.app
 from bot.config import get_settings
 from bot.service import Services
+from bot.store.faults import DatabaseOutage
+from bot.store.sessions import SessionStore
 
 DEFAULT_TOKEN_DELAY = 0.02
 
@@ -129,6 +135,19 @@ class FakeStreamingChatModel(BaseChatModel):
 
 # Before Chainlit starts the server: the app's startup hook configures login and history from
 # these services' settings.
+def outage_store() -> SessionStore | None:
+    """The session store, failing while ``COACHBOT_FAKE_DB_OUTAGE_FLAG`` names a file that
+    exists (None without the variable: the app opens its store itself)."""
+    flag = os.environ.get("COACHBOT_FAKE_DB_OUTAGE_FLAG")
+    if not flag:
+        return None
+    store = SessionStore.from_settings(get_settings())
+    DatabaseOutage(store.engine, flag=Path(flag))
+    return store
+
+
 bot.web.app.use_services(
-    Services(get_settings(), model=FakeStreamingChatModel(delay=token_delay()))
+    Services(
+        get_settings(), model=FakeStreamingChatModel(delay=token_delay()), store=outage_store()
+    )
 )

@@ -17,7 +17,7 @@ from common import BENCH_DIR, RESULTS_DIR
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 ORDER = ["model", "coach", "customer", "retrieval", "guidance", "evals", "load-fake",
-         "load-embedded"]  # fmt: skip
+         "load-fake-db-outage", "load-embedded"]  # fmt: skip
 
 
 def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         validation_alias="DATABASE_URL",
         description="SQLAlchemy URL; default SQLite at data_dir/coachbot.db",
     )
+    journal_flush_s: float = Field(
+        15.0,
+        validation_alias="COACHBOT_JOURNAL_FLUSH_S",
+        description="seconds between retries of the writes the database refused (0: only at "
+        "start, on the next save and at shutdown)",
+    )
     users_file: Path | None = Field(None, validation_alias="COACHBOT_USERS_FILE")
     auth: Literal["auto", "on", "off"] = Field(
         "auto",

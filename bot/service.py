@@ -6,8 +6,13 @@ tests' reach. Resources (chat models, the knowledge index, the guidance engine, 
 session store) are built once per process by :class:`Services`, lazily, and can be injected
 (tests pass a fake chat model).
 
-Saving never blocks the conversation: a failed save is queued in memory, retried on the next
-save, and reported as a notice, so nothing is silently dropped.
+Saving never blocks the conversation: every save is a :class:`~bot.store.journal.Write` handed
+to :class:`~bot.store.journal.DurableWrites`; one the database refuses waits in the journal in
+the data directory (replayed at start, every ``COACHBOT_JOURNAL_FLUSH_S`` seconds, and at
+shutdown) and is reported as a notice, so nothing is silently dropped.
+
+A practice session plays one turn at a time: a hint or the debrief asked for during a reply
+waits for it, and the scorecard is made from a snapshot of the finished transcript.
 """
 
 from __future__ import annotations
@@ -24,17 +29,26 @@ from langchain_core.language_models import BaseChatModel
 from bot.coach.coach import Coach
 from bot.coach.models import CoachAnswer, CoachEvent
 from bot.config import Settings
-from bot.errors import CoachbotError, StorageError
+from bot.errors import CoachbotError
 from bot.guidance.engine import GuidanceEngine
 from bot.inputs import clean_user_text
 from bot.llm.chat import ChatSession
 from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
 from bot.roleplay.acts import ActCatalogue, load_acts
-from bot.roleplay.models import Hint, Turn
+from bot.roleplay.models import Hint, Transcript, Turn
 from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
 from bot.roleplay.scoring import Scorecard, score_transcript
 from bot.roleplay.simulator import CustomerSimulator
+from bot.store.journal import (
+    DurableWrites,
+    SaveResult,
+    Write,
+    coach_exchange_write,
+    feedback_write,
+    practice_write,
+    start_write,
+)
 
 MAX_LINE_TOKENS = 200  # a trainee line longer than this is cut, with a notice
 MODEL_FAILED = (
@@ -43,8 +57,12 @@ MODEL_FAILED = (
 )
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
 SAVE_FAILED = (
-    "Saving to the database failed; this session is kept in memory and will be saved when the "
-    "database is back."
+    "Saving to the database failed; this session is kept on this server and will be saved when "
+    "the database is back."
+)
+SAVE_REFUSED = (
+    "The database refused to save part of this session; it is kept for an administrator in the "
+    "server's dead-letter file. Carry on: the rest is saved as usual."
 )
 
 
@@ -73,6 +91,7 @@ class Services:
         self._embeddings = embeddings
         self._guidance = guidance
         self._store = store
+        self._writes: DurableWrites | None = None
         self._lock = threading.RLock()
 
     @property
@@ -138,6 +157,36 @@ class Services:
                 self._store = SessionStore.from_settings(self.settings)
             return self._store
 
+    @property
+    def writes(self) -> DurableWrites:
+        """Every save goes through here: to the store, or the journal in the data directory
+        while the database refuses it (:meth:`DurableWrites.start` replays it, the app calls
+        it at startup)."""
+        with self._lock:
+            if self._writes is None:
+                self._writes = DurableWrites.in_dir(
+                    self.settings.data_dir,
+                    lambda: self.store,
+                    interval_s=self.settings.journal_flush_s,
+                )
+            return self._writes
+
+    def record_feedback(
+        self,
+        *,
+        thread_id: str,
+        step_id: str,
+        value: int,
+        comment: str | None = None,
+        user: str | None = None,
+    ) -> SaveResult:
+        """A thumb on a message, saved like every other write (journalled while the database
+        is away)."""
+        write = feedback_write(
+            thread_id=thread_id, step_id=step_id, value=value, comment=comment, user=user
+        )
+        return self.writes.submit(write)
+
     @cached_property
     def scenarios(self) -> dict[str, Scenario]:
         found, _problems = load_scenarios(self.settings.prompts_dir / "scenarios")
@@ -193,30 +242,24 @@ class Services:
 
 
 class _Saver:
-    """Hands saves to the session store's queue of pending writes (kept in order and retried
-    while the database is unavailable), holds them here while the store itself cannot be
-    opened, and turns either case into a notice for the user."""
+    """Hands writes to the durable writes (the journal keeps what the database refuses) and
+    turns a write that was not saved now into a notice for the user."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.waiting: list[Callable[[], Any]] = []  # while the store cannot be opened
         self.notices: list[str] = []
 
-    def __call__(self, save: Callable[[], Any]) -> bool:
-        self.waiting.append(save)
-        try:
-            store = self.services.store
-        except StorageError:
-            return self._failed()
-        saved = True
-        while self.waiting:
-            saved = store.save_or_queue(self.waiting.pop(0)) and saved
-        return saved or self._failed()
+    def __call__(self, *writes: Write) -> bool:
+        results = [self.services.writes.submit(w) for w in writes]
+        if "refused" in results:
+            self._notice(SAVE_REFUSED)
+        elif "queued" in results:
+            self._notice(SAVE_FAILED)
+        return all(r == "saved" for r in results)
 
-    def _failed(self) -> bool:
-        if SAVE_FAILED not in self.notices:
-            self.notices.append(SAVE_FAILED)
-        return False
+    def _notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
 
     def take_notices(self) -> list[str]:
         notices, self.notices = self.notices, []
@@ -246,22 +289,22 @@ class PracticeRun:
         self.saving = save  # False: nothing is written to the session store (coachbot --no-save)
         self._notices: list[str] = []
         self.session_id = uuid.uuid4().hex  # chosen now, so saves can queue behind the start
-
-        def start() -> None:
-            services.store.start_session(
-                "practice",
-                session_id=self.session_id,
-                user=user,
-                role=role,
-                thread_id=thread_id,
-                scenario_id=self.scenario.id,
-                scenario_title=self.scenario.title,
-                difficulty=difficulty,
-                seed=seed,
-            )
-
-        self._start = start  # saved with the first turn: an untouched session is not kept
+        self._start = start_write(  # saved with the first turn: an untouched session is not kept
+            "practice",
+            self.session_id,
+            user=user,
+            role=role,
+            thread_id=thread_id,
+            scenario_id=self.scenario.id,
+            scenario_title=self.scenario.title,
+            difficulty=difficulty,
+            seed=seed,
+        )
         self._started = False
+        # One turn at a time: a reply, a hint and the debrief never overlap (the app runs
+        # each in its own worker thread).
+        self._turn = threading.Lock()
+        self.final_transcript: Transcript | None = None  # what the scorecard was made from
 
     @property
     def opening_line(self) -> str:
@@ -271,35 +314,40 @@ class PracticeRun:
     def finished(self) -> bool:
         return self.simulator.finished or self.scorecard is not None
 
+    @property
+    def busy(self) -> bool:
+        """A reply (or hint, or scoring) is being made right now."""
+        return self._turn.locked()
+
     def _save_transcript(self) -> None:
         if not self.saving:
             return
-        transcript = self.simulator.transcript.model_copy(deep=True)
-        scorecard = self.scorecard
-
-        def save() -> None:
-            if not self._started:
-                self._start()
-                self._started = True
-            self.services.store.save_practice(self.session_id, transcript, scorecard)
-
-        self.save(save)
+        writes = [] if self._started else [self._start]
+        self._started = True  # the journal keeps the start ahead of the turns
+        # The write holds the transcript as JSON, as it is now.
+        writes.append(practice_write(self.session_id, self.simulator.transcript, self.scorecard))
+        self.save(*writes)
 
     def respond(self, text: str, on_token: Callable[[str], None] | None = None) -> Turn:
-        """The customer's reply to the trainee's line (cleaned first; empty lines refused)."""
-        if self.finished:
-            raise CoachbotError(
-                "this practice session has ended", hint="start a new chat to practise again"
-            )
-        cleaned = clean_user_text(text, max_tokens=MAX_LINE_TOKENS, count_tokens=count_tokens)
-        self._notices += cleaned.notices
-        turn = self.simulator.respond(cleaned.text, on_token)
-        if turn.model_notice:
-            self._notices.append(turn.model_notice)
-        if turn.model_error:
-            self._notices.append(MODEL_FAILED.format(reason=turn.model_error))
-        self._save_transcript()
-        return turn
+        """The customer's reply to the trainee's line (cleaned first; empty lines refused).
+
+        Waits for a reply, hint or debrief in progress. A reply stopped by a cancelled scope
+        (:mod:`bot.llm.cancel`) raises GenerationCancelled and leaves nothing behind.
+        """
+        with self._turn:
+            if self.finished:
+                raise CoachbotError(
+                    "this practice session has ended", hint="start a new chat to practise again"
+                )
+            cleaned = clean_user_text(text, max_tokens=MAX_LINE_TOKENS, count_tokens=count_tokens)
+            turn = self.simulator.respond(cleaned.text, on_token)
+            self._notices += cleaned.notices
+            if turn.model_notice:
+                self._notices.append(turn.model_notice)
+            if turn.model_error:
+                self._notices.append(MODEL_FAILED.format(reason=turn.model_error))
+            self._save_transcript()
+            return turn
 
     def take_notices(self) -> list[str]:
         """Notices for the user since the last call (a cut message, a failed save...)."""
@@ -307,17 +355,21 @@ class PracticeRun:
         return notices
 
     def hint(self) -> Hint:
-        hint = self.simulator.hint()
-        self._save_transcript()
-        return hint
+        """What to try next (after the reply in progress, if any)."""
+        with self._turn:
+            hint = self.simulator.hint()
+            self._save_transcript()
+            return hint
 
     def end(self) -> Scorecard:
-        """End the session (if the customer has not) and score it."""
-        if self.scorecard is None:
-            transcript = self.simulator.end()
-            self.scorecard = score_transcript(transcript, self.services.guidance)
-            self._save_transcript()
-        return self.scorecard
+        """End the session (if the customer has not) and score it: after the reply in progress,
+        from a snapshot of the finished transcript (:attr:`final_transcript`)."""
+        with self._turn:
+            if self.scorecard is None:
+                self.final_transcript = self.simulator.end().model_copy(deep=True)
+                self.scorecard = score_transcript(self.final_transcript, self.services.guidance)
+                self._save_transcript()
+            return self.scorecard
 
 
 class CoachRun:
@@ -364,11 +416,6 @@ class CoachRun:
         if not self.saving:
             return
 
-        def save() -> None:
-            store = self.services.store
-            if not self._started:
-                store.start_session("coach", session_id=self.session_id, **self._who)
-                self._started = True
-            store.add_coach_exchange(self.session_id, answer)
-
-        self.save(save)
+        writes = [] if self._started else [start_write("coach", self.session_id, **self._who)]
+        self._started = True
+        self.save(*writes, coach_exchange_write(self.session_id, answer))

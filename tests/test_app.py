@@ -50,7 +50,7 @@ def shared(tmp_path_factory):
 def services(shared, tmp_path):
     settings, index, engine = shared
     svc = Services(
-        settings,
+        settings.model_copy(update={"data_dir": tmp_path / "data"}),  # a journal of its own
         model=FakeListChatModel(responses=[COACH_REPLY]),
         customer_model=FakeListChatModel(responses=[CUSTOMER_LINE]),
         index=index,
@@ -397,26 +397,20 @@ def test_feedback_is_stored(services):
 # --------------------------------------------------------------------------- saving
 
 
-def test_a_database_outage_keeps_the_turns_and_saves_them_later(services, monkeypatch):
-    from bot.errors import StorageError
+def test_a_database_outage_keeps_the_turns_and_saves_them_later(services):
     from bot.service import SAVE_FAILED, PracticeRun
+    from bot.store.faults import DatabaseOutage
 
     store = services.store
-    real_save = store.save_practice
-    outage = {"left": 2}
-
-    def flaky_save(*args, **kwargs):
-        if outage["left"]:
-            outage["left"] -= 1
-            raise StorageError("database is locked")
-        return real_save(*args, **kwargs)
-
-    monkeypatch.setattr(store, "save_practice", flaky_save)
+    outage = DatabaseOutage(store.engine)
+    outage.on = True
     run = PracticeRun(services, "damaged-delivery", "medium", seed=1)
     run.respond("I'm so sorry your parcel arrived smashed.")
     assert run.take_notices() == [SAVE_FAILED]
     run.respond("Tell me more about what happened.")  # still down: kept, in order
     assert run.take_notices() == [SAVE_FAILED]
+    assert len(services.writes) == 3  # the start and two saves, in the journal
+    outage.on = False
     run.hint()  # back up: the kept saves go first, then this one
     assert run.take_notices() == []
     saved = store.get_session(run.session_id)
@@ -555,7 +549,7 @@ def _startup_services(shared, tmp_path, monkeypatch) -> tuple[Services, list[int
     settings = make_settings(tmp_path)
     UserStore(settings.users_path, rounds=4).add("tess", "correct horse", "trainee")
     svc = Services(
-        settings,
+        settings.model_copy(update={"data_dir": tmp_path / "data"}),  # a journal of its own
         model=FakeListChatModel(responses=[COACH_REPLY]),
         index=index,
         guidance=engine,

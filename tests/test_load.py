@@ -43,3 +43,26 @@ def test_concurrent_sessions_are_all_answered_and_saved(tmp_path: Path) -> None:
     assert outcome.saved_sessions >= SESSIONS, why
     assert outcome.tracebacks == [], why
     assert "Traceback" not in outcome.log_path.read_text(errors="replace"), why
+
+
+def test_a_database_outage_under_load_loses_nothing(tmp_path: Path) -> None:
+    """The session database fails every statement for the first seconds of the load (the
+    bench's --db-outage): every line is answered, then saved once when it is back."""
+    config = LoadConfig(
+        sessions=4,
+        messages=2,
+        timeout=120,
+        reply_timeout=30,
+        token_delay=0.01,
+        start_timeout=60,
+        db_outage_s=4,
+        journal_flush_s=0.5,
+    )
+    outcome = run_load(config, tmp_path)
+    why = _diagnose(outcome)
+
+    assert outcome.errors() == [] and outcome.lost() == 0, why
+    assert outcome.save_notices() > 0, why  # the outage was real: saves failed meanwhile
+    assert outcome.persistence_problems == [], why  # every line saved once, in order
+    assert outcome.saved_lines == 4 * 2 and outcome.journal_left == 0, why
+    assert outcome.dead_letters == 0 and outcome.tracebacks == [], why

@@ -1,4 +1,4 @@
-"""The session store: round trips, feedback, listing, id prefixes, retries, pending writes,
+"""The session store: round trips, feedback, listing, id prefixes, retries, refused writes,
 Chainlit's tables (checked against Chainlit's own SQLAlchemyDataLayer) and `coachbot sessions`.
 
 Transcripts, scorecards and coach answers are built by hand: no model is needed.
@@ -355,60 +355,27 @@ def test_a_database_that_stays_locked_raises_storage_error(store, sleeps, monkey
     assert calls["n"] == 3 and len(sleeps) == 2
     message = str(failure.value)
     assert "database is locked" in message
-    assert "kept in memory" in message and "retried" in message
+    assert "kept and retried" in message
     assert isinstance(failure.value, CoachbotError)
     assert store.get_session(sid).turns == 0  # nothing half-written
 
 
-def test_pending_writes_are_kept_in_order_and_flushed_later(store, monkeypatch):
+def test_a_write_the_database_refuses_for_good_is_not_a_storage_error(store, monkeypatch):
+    """A DataError (a value too long for a Postgres column) can never succeed: it is not the
+    transient StorageError that the journal keeps and retries (tests/test_durable_writes.py)."""
+    from sqlalchemy.exc import DataError
+
+    from bot.store.journal import WriteRefusedError, is_transient
+
     sid = store.start_session("coach")
-    commit, _ = locked(times=None)
-    monkeypatch.setattr(Session, "commit", commit)
-    assert store.save_or_queue(store.add_coach_exchange, sid, make_answer("first")) is False
-    assert store.save_or_queue(store.add_coach_exchange, sid, make_answer("second")) is False
-    assert len(store.pending) == 2
-    assert store.flush_pending() == 2  # still locked: nothing lost
-    monkeypatch.undo()
 
-    # The database is back: a new write goes after the queued ones, in order.
-    assert store.save_or_queue(store.add_coach_exchange, sid, make_answer("third")) is True
-    assert len(store.pending) == 0 and store.flush_pending() == 0
-    questions = [a.question for a in store.get_session(sid).exchanges()]
-    assert questions == ["first", "second", "third"]
+    def refuse(self: Session) -> None:
+        raise DataError("UPDATE", {}, sqlite3.DataError("value too long"))
 
-
-def test_a_queued_older_save_never_overwrites_a_newer_one(store, monkeypatch):
-    sid = store.start_session("practice")
-    commit, _ = locked(times=None)
-    monkeypatch.setattr(Session, "commit", commit)
-    assert not store.save_or_queue(store.save_practice, sid, make_transcript(turns=1))
-    monkeypatch.undo()
-    assert store.save_or_queue(store.save_practice, sid, make_transcript(turns=3))
-    assert store.get_session(sid).turns == 3
-
-
-def test_a_pending_write_that_can_never_succeed_is_reported_not_dropped(store, caplog):
-    calls = {"n": 0}
-
-    def save() -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise StorageError("database is locked")
-        raise CoachbotError("no saved session with id 'x'")
-
-    assert store.save_or_queue(save) is False
-    assert len(store.pending) == 1
-    with caplog.at_level(logging.ERROR, logger="bot.store.sessions"):
-        assert store.flush_pending() == 0
-    [(what, error)] = store.pending.failed
-    assert what == "save" and "no saved session" in str(error)
-    assert any("cannot be retried" in r.getMessage() for r in caplog.records)
-
-
-def test_save_or_queue_raises_errors_that_are_not_about_the_database(store):
-    with pytest.raises(CoachbotError, match="no saved session"):
-        store.save_or_queue(store.add_coach_exchange, "0" * 32, make_answer("q"))
-    assert len(store.pending) == 0
+    monkeypatch.setattr(Session, "commit", refuse)
+    with pytest.raises(WriteRefusedError, match="refused") as failure:
+        store.add_coach_exchange(sid, make_answer("q"))
+    assert not isinstance(failure.value, StorageError) and not is_transient(failure.value)
 
 
 # --------------------------------------------------------------------------- Postgres, Chainlit
@@ -419,7 +386,8 @@ def test_own_tables_compile_for_postgres():
     ddl = {
         t.name: str(CreateTable(t).compile(dialect=dialect)) for t in _Base.metadata.sorted_tables
     }
-    assert set(ddl) == {"coachbot_sessions", "coachbot_feedback"}
+    assert set(ddl) == {"coachbot_sessions", "coachbot_feedback", "coachbot_applied_writes"}
+    assert "PRIMARY KEY (id)" in ddl["coachbot_applied_writes"]
     assert "payload JSON" in ddl["coachbot_sessions"]
     assert "TIMESTAMP WITH TIME ZONE" in ddl["coachbot_sessions"]
     assert "UNIQUE (thread_id, step_id)" in ddl["coachbot_feedback"]

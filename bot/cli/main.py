@@ -32,7 +32,7 @@ from bot.cli.common import (
     status,
 )
 from bot.cli.evals import eval_command
-from bot.errors import CoachbotError, StorageError, describe_failure
+from bot.errors import CoachbotError, describe_failure
 from bot.safety import install_log_redaction
 
 if TYPE_CHECKING:
@@ -55,8 +55,9 @@ NoSave = Annotated[
     typer.Option("--no-save", help="Do not save the session (see `coachbot sessions list`)."),
 ]
 UNSAVED = (
-    "The database is still unavailable: this session was not saved (coachbot keeps unsaved "
-    "sessions only while it runs)."
+    "The database is still unavailable: this session was not saved yet. It is kept in the "
+    "write journal of the data directory and saved the next time coachbot runs with the "
+    "database back."
 )
 
 
@@ -295,15 +296,13 @@ class _Saving:
                 self.notices.append(text)
 
     def unsaved(self) -> bool:
-        """After the last save: are writes still waiting? (They are lost when coachbot exits.)"""
+        """After the last save: are writes still waiting in the journal? (They are saved the
+        next time coachbot runs.)"""
         from bot.service import SAVE_FAILED
 
         if not self.run.saving or SAVE_FAILED not in self.notices:
             return False
-        try:
-            left = len(self.run.save.waiting) + self.run.services.store.flush_pending()
-        except StorageError:
-            left = 1
+        left = self.run.services.writes.replay()
         if left:
             self.show([UNSAVED])
         return bool(left)

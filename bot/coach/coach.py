@@ -50,6 +50,7 @@ from bot.guidance.engine import GuidanceEngine, content_words, split_sentences
 from bot.inputs import CleanInput, clean_user_text
 from bot.knowledge.index import RetrievedChunk
 from bot.llm import model_notice
+from bot.llm.cancel import GenerationCancelled, raise_if_cancelled
 from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
 from bot.safety import PromptEcho, neutralise_template_tokens, shares_run, steering_kind
@@ -255,6 +256,7 @@ class Coach:
         )
         try:
             for chunk in chunks:
+                raise_if_cancelled()
                 notice = model_notice(chunk)
                 if notice and notice not in draft.notices:
                     draft.notices.append(notice)
@@ -273,6 +275,8 @@ class Coach:
                     if draft.problem is not None:
                         draft.flags.append("say_stopped_early")
                         break
+        except GenerationCancelled:
+            raise  # stopped: no answer at all
         except Exception as exc:  # the model failed: answer from the catalogue instead
             draft.model_error = describe_failure(exc)[:300]
             draft.flags.append("model_error")

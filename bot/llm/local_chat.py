@@ -4,7 +4,9 @@ Loading a GGUF costs seconds and ~2 GB of RAM, so every ``LocalChatModel`` that 
 file shares one ``llama_cpp.Llama`` instance (an engine). Generation holds the engine's lock, so
 concurrent sessions queue instead of corrupting the context. llama.cpp keeps the KV cache of
 the previous call and re-evaluates only the part of the new prompt after the common prefix,
-so a static system prompt at the start of every prompt is evaluated once.
+so a static system prompt at the start of every prompt is evaluated once. A cancelled scope
+(:mod:`bot.llm.cancel`: the user pressed Stop or left) ends the generation between two tokens
+and releases the lock; a session waiting for the lock stops waiting.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import Field, PrivateAttr
 
 from bot.errors import ModelUnavailableError
+from bot.llm.cancel import acquire, raise_if_cancelled
 
 
 @dataclass
@@ -184,23 +187,32 @@ class LocalChatModel(BaseChatModel):
         engine = self.engine
         params = self._params(stop, kwargs)
         chat = to_llama_messages(messages)
-        with engine.lock:
+        acquire(engine.lock)  # a stopped session stops waiting for the model, too
+        try:
             stream = engine.llm.create_chat_completion(messages=chat, stream=True, **params)
             finish_reason = None
-            for event in stream:
-                choice = event["choices"][0]
-                text = choice.get("delta", {}).get("content") or ""
-                finish_reason = choice.get("finish_reason") or finish_reason
-                if not text:
-                    continue
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                if run_manager:
-                    run_manager.on_llm_new_token(text, chunk=chunk)
-                yield chunk
+            try:
+                for event in stream:
+                    raise_if_cancelled()  # Stop or a disconnect: no more tokens
+                    choice = event["choices"][0]
+                    text = choice.get("delta", {}).get("content") or ""
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    if not text:
+                        continue
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                    if run_manager:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()  # llama.cpp stops generating now, not when this is collected
             yield ChatGenerationChunk(
                 message=AIMessageChunk(content=""),
                 generation_info={"finish_reason": finish_reason},
             )
+        finally:
+            engine.lock.release()
 
     def _generate(
         self,

@@ -23,6 +23,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from bot.errors import describe_failure
 from bot.guidance.engine import Detection, DetectionContext, GuidanceEngine
 from bot.llm import model_notice as reply_notice
+from bot.llm.cancel import GenerationCancelled, raise_if_cancelled
 from bot.prompts import PromptLibrary
 from bot.roleplay.acts import ActCatalogue
 from bot.roleplay.lines import Expectation, clean_customer_line, customer_line_checker
@@ -147,15 +148,19 @@ class CustomerSimulator:
             parts: list[str] = []
             seed = self.seed * 1000 + self.state.turn * 10 + attempt
             # One paragraph of speech: stop at a line break or where a next speaker would start.
+            raise_if_cancelled()
             try:
                 for chunk in self.model.stream(
                     messages, seed=seed, max_tokens=70, stop=["\n", "Agent:", f"{name}:"]
                 ):
+                    raise_if_cancelled()
                     self.model_notice = reply_notice(chunk) or self.model_notice
                     piece = str(chunk.content)
                     if piece and first_token is None:
                         first_token = time.perf_counter() - started
                     parts.append(piece)
+            except GenerationCancelled:
+                raise  # stopped: no line at all, not a fallback one
             except Exception as exc:  # the model failed: the trainer's fallback line carries on
                 self.model_error = describe_failure(exc)[:300]
                 break
@@ -215,7 +220,11 @@ class CustomerSimulator:
 
     # ---- public API
     def respond(self, trainee: str, on_token: Callable[[str], None] | None = None) -> Turn:
-        """Play one trainee turn; returns the turn with the customer's reply and new state."""
+        """Play one trainee turn; returns the turn with the customer's reply and new state.
+
+        A generation stopped by a cancelled scope (:mod:`bot.llm.cancel`) raises
+        GenerationCancelled and leaves the session as it was before the line.
+        """
         if self.finished:
             raise RuntimeError("the session has ended")
         started = time.perf_counter()
@@ -228,9 +237,16 @@ class CustomerSimulator:
             detections = steering_costs(detections)
         # Only what the engine is sure of moves the customer (a "possible" trigger never
         # angers them, a "possible" credit never soothes them); every detection is kept.
+        before = self.state.model_copy()
         rules = self.apply_rules([d for d in detections if d.certain], trainee, off_script)
         self.model_error = self.model_notice = None
-        line, attempts, fallback, first_token = self._generate(trainee, rules, on_token)
+        try:
+            line, attempts, fallback, first_token = self._generate(trainee, rules, on_token)
+        except GenerationCancelled:
+            # The reply was stopped: the line did not happen (the state is as it was).
+            for name in MoodState.model_fields:
+                setattr(self.state, name, getattr(before, name))
+            raise
         turn = Turn(
             index=len(self.transcript.turns) + 1,
             trainee=trainee,

@@ -3,8 +3,11 @@
 One sync SQLAlchemy 2.0 engine, two tables of our own (``coachbot_sessions``,
 ``coachbot_feedback``); callers get pydantic models, never ORM rows. A write that fails because
 the database is locked or unreachable is retried with backoff, then raises
-:class:`~bot.errors.StorageError`; :meth:`SessionStore.save_or_queue` keeps such a write in
-memory and :meth:`SessionStore.flush_pending` retries it later, in order.
+:class:`~bot.errors.StorageError` (transient); one the database refuses for good (a DataError,
+a ProgrammingError) raises :class:`~bot.store.journal.WriteRefusedError`. The app saves through
+:meth:`SessionStore.apply`, which applies a :class:`~bot.store.journal.Write` at most once (its
+id is recorded in ``coachbot_applied_writes`` in the same transaction); :mod:`bot.store.journal`
+keeps the writes the database refused and replays them.
 
 Chainlit's own data layer (``chainlit.data.sql_alchemy.SQLAlchemyDataLayer``) creates no
 tables: :func:`create_chainlit_tables` creates the ones it queries, and :func:`chainlit_conninfo`
@@ -20,9 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -52,6 +53,7 @@ from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
     IntegrityError,
+    InterfaceError,
     NoSuchModuleError,
     OperationalError,
 )
@@ -61,6 +63,7 @@ from sqlalchemy.types import TypeDecorator
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from bot.errors import CoachbotError, StorageError
+from bot.store.journal import Write, WriteRefusedError
 
 if TYPE_CHECKING:
     from bot.coach.models import CoachAnswer
@@ -145,6 +148,16 @@ class _FeedbackRow(_Base):
     comment: Mapped[str | None] = mapped_column(Text)
     user_identifier: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class _AppliedWriteRow(_Base):
+    """The id of every :class:`Write` applied, committed with it: a replay is skipped."""
+
+    __tablename__ = "coachbot_applied_writes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    op: Mapped[str] = mapped_column(String(32))
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # --------------------------------------------------------------------------- public models
@@ -266,73 +279,6 @@ def _scenario_info(
     return ScenarioInfo.model_validate(dict(scenario))
 
 
-# --------------------------------------------------------------------------- pending writes
-
-
-@dataclass
-class _Pending:
-    what: str
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-
-
-@dataclass
-class PendingWrites:
-    """Writes that failed with a StorageError, kept in memory in order until they succeed.
-
-    A write is queued behind earlier pending ones, never run ahead of them, so an older save
-    cannot overwrite a newer one. A write that later fails for another reason (it can never
-    succeed) is moved to ``failed`` and logged, not silently dropped.
-    """
-
-    queue: deque[_Pending] = field(default_factory=deque)
-    failed: list[tuple[str, Exception]] = field(default_factory=list)
-    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.queue)
-
-    def run_or_queue(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
-        """Run ``fn(*args, **kwargs)`` now (after anything pending); queue it on StorageError.
-
-        Returns True when it was saved now, False when it is queued for :meth:`flush`.
-        """
-        item = _Pending(getattr(fn, "__name__", repr(fn)), fn, args, kwargs)
-        with self._lock:
-            if self.queue and self.flush():
-                self.queue.append(item)  # behind the older writes that still fail
-                return False
-            try:
-                fn(*args, **kwargs)
-            except StorageError as exc:
-                log.warning("session store unavailable, %s kept in memory: %s", item.what, exc)
-                self.queue.append(item)
-                return False
-            return True
-
-    def flush(self) -> int:
-        """Retry pending writes in order; stops at the first that still fails. Returns how many
-        are still pending."""
-        with self._lock:
-            while self.queue:
-                item = self.queue[0]
-                try:
-                    item.fn(*item.args, **item.kwargs)
-                except StorageError as exc:
-                    log.warning(
-                        "session store unavailable, %d write(s) pending: %s", len(self), exc
-                    )
-                    break
-                except Exception as exc:
-                    self.queue.popleft()
-                    self.failed.append((item.what, exc))
-                    log.error("a pending %s failed and cannot be retried: %s", item.what, exc)
-                else:
-                    self.queue.popleft()
-            return len(self.queue)
-
-
 # --------------------------------------------------------------------------- the store
 
 
@@ -425,7 +371,6 @@ class SessionStore:
         self._sleep = sleep
         self.engine = _make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.pending = PendingWrites()
         self._clock = threading.Lock()
         self._last_time: datetime | None = None
         try:
@@ -464,7 +409,12 @@ class SessionStore:
         return retrying(fn)
 
     def _write(self, what: str, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in a transaction and commit; retried while the database is locked."""
+        """Run ``fn`` in a transaction and commit; retried while the database is locked.
+
+        Raises StorageError when the database stays locked or unreachable (the write may
+        succeed later), WriteRefusedError when it refuses the write itself (it never will),
+        and IntegrityError as it is (a caller may resolve the conflict).
+        """
 
         def attempt() -> T:
             with self._sessions() as session:
@@ -474,19 +424,24 @@ class SessionStore:
 
         try:
             return self._retrying(attempt)
-        except OperationalError as exc:
-            raise StorageError(
-                f"could not save {what} after {self.attempts} tries ({_reason(exc)}); the "
-                "session is kept in memory and saving will be retried",
-                hint=_STORE_HINT,
-            ) from exc
         except IntegrityError:
             raise
-        except DBAPIError as exc:
+        except (OperationalError, InterfaceError) as exc:
             raise StorageError(
-                f"could not save {what} ({_reason(exc)}); the session is kept in memory and "
-                "saving will be retried",
+                f"could not save {what} after {self.attempts} tries ({_reason(exc)}); the "
+                "write is kept and retried later",
                 hint=_STORE_HINT,
+            ) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StorageError(
+                    f"could not save {what} ({_reason(exc)}); the write is kept and retried later",
+                    hint=_STORE_HINT,
+                ) from exc
+            raise WriteRefusedError(
+                f"the database refused {what} ({_reason(exc)})",
+                hint="the data does not fit the database's schema or constraints; retrying "
+                "the same write cannot help",
             ) from exc
 
     def _read(self, what: str, fn: Callable[[Session], T]) -> T:
@@ -511,7 +466,7 @@ class SessionStore:
             )
         return row
 
-    # ---- writes
+    # ---- writes (each public method builds an operation: a label and a function of a Session)
     def start_session(
         self,
         kind: SessionKind,
@@ -527,14 +482,12 @@ class SessionStore:
         session_id: str | None = None,
     ) -> str:
         """Create a session row and return its id (a uuid4 hex, or ``session_id`` if given,
-        so an app can pick the id up front and queue the start with :meth:`save_or_queue`).
+        so an app can pick the id up front and journal the start, see :meth:`apply`).
 
         The scenario is ``scenario=(id, title, difficulty, seed)`` (a tuple, mapping or
         ScenarioInfo) or the same as separate keywords; a practice transcript saved later fills
         them in too.
         """
-        if kind not in KINDS:
-            raise CoachbotError(f"unknown session kind {kind!r}", hint="practice or coach")
         info = _scenario_info(scenario)
         if info is None and scenario_id is not None:
             info = ScenarioInfo(
@@ -542,26 +495,54 @@ class SessionStore:
             )
         elif info is None and any(v is not None for v in (scenario_title, difficulty, seed)):
             raise CoachbotError("a scenario title, difficulty or seed needs a scenario_id")
-        new_id = session_id or uuid.uuid4().hex
+        return self._write(
+            *self._start_op(
+                kind,
+                session_id or uuid.uuid4().hex,
+                user=user,
+                role=role,
+                thread_id=thread_id,
+                scenario_id=info.id if info else None,
+                scenario_title=info.title if info else None,
+                difficulty=info.difficulty if info else None,
+                seed=info.seed if info else None,
+            )
+        )
+
+    def _start_op(
+        self,
+        kind: str,
+        session_id: str,
+        *,
+        user: str | None = None,
+        role: str | None = None,
+        thread_id: str | None = None,
+        scenario_id: str | None = None,
+        scenario_title: str | None = None,
+        difficulty: str | None = None,
+        seed: int | None = None,
+    ) -> tuple[str, Callable[[Session], str]]:
+        if kind not in KINDS:
+            raise CoachbotError(f"unknown session kind {kind!r}", hint="practice or coach")
         now = self._now()
         payload: dict[str, Any] = (
             {"transcript": None, "scorecard": None} if kind == "practice" else {"exchanges": []}
         )
 
         def run(session: Session) -> str:
-            if session.get(_SessionRow, new_id) is not None:
-                return new_id  # a retried start that already went through
+            if session.get(_SessionRow, session_id) is not None:
+                return session_id  # a retried start that already went through
             session.add(
                 _SessionRow(
-                    id=new_id,
+                    id=session_id,
                     kind=kind,
                     user_identifier=user,
                     user_role=role,
                     thread_id=thread_id,
-                    scenario_id=info.id if info else None,
-                    scenario_title=info.title if info else None,
-                    difficulty=info.difficulty if info else None,
-                    seed=info.seed if info else None,
+                    scenario_id=scenario_id,
+                    scenario_title=scenario_title,
+                    difficulty=difficulty,
+                    seed=seed,
                     status="active",
                     turns=0,
                     created_at=now,
@@ -575,11 +556,11 @@ class SessionStore:
                 session.execute(
                     update(_FeedbackRow)
                     .where(_FeedbackRow.thread_id == thread_id, _FeedbackRow.session_id.is_(None))
-                    .values(session_id=new_id)
+                    .values(session_id=session_id)
                 )
-            return new_id
+            return session_id
 
-        return self._write(f"the new {kind} session", run)
+        return f"the new {kind} session", run
 
     def save_practice(
         self, session_id: str, transcript: Transcript, scorecard: Scorecard | None = None
@@ -589,47 +570,57 @@ class SessionStore:
         The session is "ended" once a scorecard is given or the transcript has an outcome. A
         scorecard saved earlier is kept when ``scorecard`` is None.
         """
-        transcript_data = transcript.model_dump(mode="json")
-        card_data = scorecard.model_dump(mode="json") if scorecard is not None else None
+        card = scorecard.model_dump(mode="json") if scorecard is not None else None
+        return self._write(*self._practice_op(session_id, transcript.model_dump(mode="json"), card))
 
+    def _practice_op(
+        self, session_id: str, transcript: dict[str, Any], scorecard: dict[str, Any] | None
+    ) -> tuple[str, Callable[[Session], SessionSummary]]:
         def run(session: Session) -> SessionSummary:
             row = self._row(session, session_id)
             if row.kind != "practice":
                 raise CoachbotError(f"session {session_id} is a {row.kind} session, not practice")
-            card = card_data if card_data is not None else (row.payload or {}).get("scorecard")
-            row.payload = {"transcript": transcript_data, "scorecard": card}
-            row.turns = len(transcript.turns)
-            row.outcome = transcript.outcome
+            card = scorecard if scorecard is not None else (row.payload or {}).get("scorecard")
+            row.payload = {"transcript": transcript, "scorecard": card}
+            row.turns = len(transcript.get("turns") or [])
+            row.outcome = transcript.get("outcome")
             row.score = card["score"] if card else None
-            row.status = "ended" if (card or transcript.outcome) else "active"
-            row.scenario_id = transcript.scenario_id
-            row.scenario_title = transcript.scenario_title
-            row.difficulty = transcript.difficulty
-            row.seed = transcript.seed
+            row.status = "ended" if (card or row.outcome) else "active"
+            row.scenario_id = transcript.get("scenario_id")
+            row.scenario_title = transcript.get("scenario_title")
+            row.difficulty = transcript.get("difficulty")
+            row.seed = transcript.get("seed")
             row.updated_at = self._now()
             return _summary(row)
 
-        return self._write(f"practice session {session_id[:8]}", run)
+        return f"practice session {session_id[:8]}", run
 
     def add_coach_exchange(self, session_id: str, answer: CoachAnswer) -> SessionSummary:
         """Append one question and answer to a coach session."""
-        data = answer.model_dump(mode="json")
+        return self._write(*self._exchange_op(session_id, answer.model_dump(mode="json")))
 
+    def _exchange_op(
+        self, session_id: str, answer: dict[str, Any]
+    ) -> tuple[str, Callable[[Session], SessionSummary]]:
         def run(session: Session) -> SessionSummary:
             row = self._row(session, session_id)
             if row.kind != "coach":
                 raise CoachbotError(f"session {session_id} is a {row.kind} session, not coach")
-            exchanges = [*(row.payload or {}).get("exchanges", []), data]
+            exchanges = [*(row.payload or {}).get("exchanges", []), answer]
             row.payload = {**(row.payload or {}), "exchanges": exchanges}  # a new object: saved
             row.turns = len(exchanges)
             row.updated_at = self._now()
             return _summary(row)
 
-        return self._write(f"coach session {session_id[:8]}", run)
+        return f"coach session {session_id[:8]}", run
 
     def end_session(self, session_id: str, outcome: str | None = None) -> SessionSummary:
         """Mark a session ended (e.g. a coach chat that was closed)."""
+        return self._write(*self._end_op(session_id, outcome))
 
+    def _end_op(
+        self, session_id: str, outcome: str | None = None
+    ) -> tuple[str, Callable[[Session], SessionSummary]]:
         def run(session: Session) -> SessionSummary:
             row = self._row(session, session_id)
             row.status = "ended"
@@ -638,7 +629,7 @@ class SessionStore:
             row.updated_at = self._now()
             return _summary(row)
 
-        return self._write(f"session {session_id[:8]}", run)
+        return f"session {session_id[:8]}", run
 
     def record_feedback(
         self,
@@ -651,6 +642,23 @@ class SessionStore:
     ) -> int:
         """Store a thumb (1 up, 0 down) on a message; a new thumb on the same message replaces
         the old one. Linked to the newest session of that thread, if any. Returns the row id."""
+        if value not in (0, 1):
+            raise CoachbotError(f"feedback value must be 1 (up) or 0 (down), got {value!r}")
+        operation = self._feedback_op(thread_id, step_id, value, comment, user)
+        try:
+            return self._write(*operation)
+        except IntegrityError:
+            # Another writer inserted the same (thread, step) first: update theirs.
+            return self._write(*operation)
+
+    def _feedback_op(
+        self,
+        thread_id: str,
+        step_id: str,
+        value: int,
+        comment: str | None = None,
+        user: str | None = None,
+    ) -> tuple[str, Callable[[Session], int]]:
         if value not in (0, 1):
             raise CoachbotError(f"feedback value must be 1 (up) or 0 (down), got {value!r}")
 
@@ -677,21 +685,46 @@ class SessionStore:
             session.flush()
             return existing.id
 
+        return "the feedback", run
+
+    # ---- journalled writes
+    def _operation(self, write: Write) -> tuple[str, Callable[[Session], Any]]:
+        a = write.args
+        if write.op == "start_session":
+            return self._start_op(**a)
+        if write.op == "save_practice":
+            return self._practice_op(a["session_id"], a["transcript"], a.get("scorecard"))
+        if write.op == "add_coach_exchange":
+            return self._exchange_op(a["session_id"], a["answer"])
+        if write.op == "end_session":
+            return self._end_op(a["session_id"], a.get("outcome"))
+        return self._feedback_op(**a)
+
+    def apply(self, write: Write) -> bool:
+        """Apply ``write`` once: its id is recorded in the same transaction, so a replay of a
+        write that already went through (the commit's answer was lost, a crash before the
+        journal forgot it) changes nothing. Returns False for such a replay.
+
+        Raises like the write methods (StorageError: retry later; anything else: never).
+        """
         try:
-            return self._write("the feedback", run)
+            what, run = self._operation(write)
+        except (KeyError, TypeError) as exc:
+            raise CoachbotError(f"malformed {write.op} write: {exc!r}") from exc
+
+        def once(session: Session) -> bool:
+            if session.get(_AppliedWriteRow, write.id) is not None:
+                return False
+            run(session)
+            session.add(_AppliedWriteRow(id=write.id, op=write.op, applied_at=self._now()))
+            return True
+
+        try:
+            return self._write(what, once)
         except IntegrityError:
-            # Another writer inserted the same (thread, step) first: update theirs.
-            return self._write("the feedback", run)
-
-    # ---- pending writes
-    def save_or_queue(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
-        """Call a write method (``store.save_practice`` ...) now, or keep it for later when the
-        database is unavailable. True when saved now."""
-        return self.pending.run_or_queue(fn, *args, **kwargs)
-
-    def flush_pending(self) -> int:
-        """Retry the queued writes in order; returns how many are still pending."""
-        return self.pending.flush()
+            # Another writer got there first (the same write, or a thumb on the same message):
+            # the retry sees their row.
+            return self._write(what, once)
 
     # ---- reads
     def _feedback_counts(self, session: Session, ids: list[str]) -> dict[str, tuple[int, int]]:

@@ -14,16 +14,21 @@ up once at startup (:func:`on_app_startup`). Every practice session and coach ex
 (SQLite in the data directory, or ``DATABASE_URL``); Chainlit's own tables give the thread
 history and feedback when login is on. Model calls run in worker threads so the event loop keeps
 serving other sessions.
+
+One turn at a time per chat (:func:`_one_turn`): a message, a hint or "End and debrief" sent
+while a reply is being made waits for it (and says so). Stop and a disconnect cancel the
+generation in its worker thread (:mod:`bot.llm.cancel`), which frees the model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -34,6 +39,7 @@ from bot.coach.models import CoachAnswer, CoachEvent
 from bot.config import Settings, get_settings
 from bot.errors import CoachbotError
 from bot.inputs import EmptyInputError
+from bot.llm.cancel import GenerationCancelled, cancel_scope
 from bot.safety import install_log_redaction, redact
 from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
 from bot.web.auth import WebLogin
@@ -77,6 +83,8 @@ COACH_STARTERS = [
 # (a finished answer's sources waited seconds for a thread under load).
 MODEL_WORKERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="coachbot-model")
 CHAT_START_WAIT_S = 300  # a message sent while the chat is starting waits this long at most
+WAIT_FOR_REPLY = "Still working on the last reply: this comes right after it."
+STOPPED = "Stopped. That line did not count: send it again, or say something else."
 
 _services: Services | None = None
 
@@ -204,11 +212,22 @@ async def on_app_startup() -> None:
 
     def warm() -> None:
         try:
+            svc.writes.start()  # saves an earlier run left in the journal, then the timer
+        except Exception as exc:
+            log.warning("the write journal could not be replayed: %s", exc)
+        try:
             svc.warm_up()
         except Exception as exc:  # the first session will report it in a friendly way
             log.warning("warm-up failed: %s", exc)
 
     asyncio.get_running_loop().run_in_executor(None, warm)
+
+
+@cl.on_app_shutdown
+async def on_app_shutdown() -> None:
+    """Save what the journal still holds, if the database is back (else it waits for the next
+    start)."""
+    await asyncio.get_running_loop().run_in_executor(None, services().writes.close)
 
 
 def _user() -> tuple[str | None, str | None]:
@@ -228,36 +247,104 @@ def _thread_id() -> str | None:
 # --------------------------------------------------------------------------- running sync code
 
 
+def _cancel_event() -> threading.Event | None:
+    """The current turn's cancel event (set by Stop or a disconnect), if any."""
+    try:
+        return cl.user_session.get("cancel")
+    except Exception:  # no Chainlit context
+        return None
+
+
 async def _in_thread(fn: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(MODEL_WORKERS, fn)
+    """``fn()`` in a worker thread, in the current turn's cancel scope: when this task is
+    cancelled (Stop), the generation in the thread is told to stop too."""
+    cancel = _cancel_event()
+
+    def work() -> T:
+        with cancel_scope(cancel):
+            return fn()
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(MODEL_WORKERS, work)
+    except asyncio.CancelledError:
+        if cancel is not None:
+            cancel.set()
+        raise
 
 
 async def _iterate_in_thread(make: Callable[[], Iterator[T]]) -> Any:
-    """Items of a blocking iterator, produced in a worker thread, as an async iterator."""
+    """Items of a blocking iterator, produced in a worker thread, as an async iterator (in the
+    current turn's cancel scope, like :func:`_in_thread`)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     done = object()
+    cancel = _cancel_event()
 
     def work() -> None:
         try:
-            for item in make():
-                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+            with cancel_scope(cancel):
+                for item in make():
+                    loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
         except BaseException as exc:  # handed to the event loop side
             loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, ("done", done))
 
     future = loop.run_in_executor(MODEL_WORKERS, work)
-    while True:
-        kind, value = await queue.get()
-        if kind == "item":
-            yield value
-        elif kind == "error":
-            await future
-            raise value
-        else:
-            await future
-            return
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                await future
+                raise value
+            else:
+                await future
+                return
+    except asyncio.CancelledError:
+        if cancel is not None:
+            cancel.set()
+        raise
+
+
+@contextlib.asynccontextmanager
+async def _one_turn(waiting: str | None = None) -> AsyncIterator[None]:
+    """One turn at a time in this chat: wait for the turn in progress (sending ``waiting``
+    first, if given), then run with a fresh cancel event for Stop and a disconnect."""
+    lock: asyncio.Lock | None = cl.user_session.get("turn_lock")
+    if lock is None:
+        lock = asyncio.Lock()
+        cl.user_session.set("turn_lock", lock)
+    if lock.locked() and waiting:
+        await cl.Message(content=waiting, author="coachbot").send()
+    async with lock:
+        cl.user_session.set("cancel", threading.Event())
+        try:
+            yield
+        finally:
+            cl.user_session.set("cancel", None)
+
+
+def _stop_generation() -> bool:
+    """Tell the generation of the turn in progress to stop; True if there was one."""
+    cancel = _cancel_event()
+    if cancel is None:
+        return False
+    cancel.set()
+    return True
+
+
+@cl.on_stop
+async def on_stop() -> None:
+    """Stop pressed: Chainlit cancels the handler's task; the worker thread stops too."""
+    _stop_generation()
+
+
+@cl.on_chat_end
+async def on_chat_end() -> None:
+    """The browser went away: stop generating for it (Chainlit does not cancel the task)."""
+    _stop_generation()
 
 
 def _reason(exc: BaseException) -> str:
@@ -340,12 +427,15 @@ async def on_message(message: cl.Message) -> None:
     await _wait_for_chat_start()
     profile = cl.user_session.get("chat_profile") or PRACTICE
     try:
-        if profile == COACH:
-            await _coach_reply(message.content)
-        elif profile == REVIEW:
-            await _review_reply(message.content)
-        else:
-            await _practice_reply(message.content)
+        async with _one_turn(WAIT_FOR_REPLY):
+            if profile == COACH:
+                await _coach_reply(message.content)
+            elif profile == REVIEW:
+                await _review_reply(message.content)
+            else:
+                await _practice_reply(message.content)
+    except GenerationCancelled:
+        await cl.Message(content=STOPPED, author="coachbot").send()
     except EmptyInputError as exc:
         await cl.Message(content=f"{md(exc)} — type what you want to say.").send()
     except CoachbotError as exc:
@@ -464,22 +554,27 @@ async def _practice_reply(text: str) -> None:
 
 @cl.action_callback("hint")
 async def on_hint(action: cl.Action) -> None:
-    run: PracticeRun | None = cl.user_session.get("practice")
-    if run is None or run.finished:
-        await cl.Message(content="There is no practice session running.").send()
-        return
-    hint = await _in_thread(run.hint)
-    knowledge_dir = services().settings.knowledge_dir
-    await cl.Message(content=hint_markdown(hint, knowledge_dir), author="coachbot").send()
+    async with _one_turn("The customer is still replying: your hint comes right after."):
+        run: PracticeRun | None = cl.user_session.get("practice")
+        if run is None or run.finished:
+            await cl.Message(content="There is no practice session running.").send()
+            return
+        hint = await _in_thread(run.hint)
+        knowledge_dir = services().settings.knowledge_dir
+        await cl.Message(content=hint_markdown(hint, knowledge_dir), author="coachbot").send()
 
 
 @cl.action_callback("end_debrief")
 async def on_end(action: cl.Action) -> None:
-    run: PracticeRun | None = cl.user_session.get("practice")
-    if run is None:
-        await cl.Message(content="There is no practice session running.").send()
-        return
-    await _debrief(run)
+    async with _one_turn("The customer is still replying: your debrief comes right after."):
+        run: PracticeRun | None = cl.user_session.get("practice")
+        if run is None:
+            await cl.Message(content="There is no practice session running.").send()
+            return
+        if run.scorecard is not None:
+            await cl.Message(content="This session is already debriefed (see above).").send()
+            return
+        await _debrief(run)
 
 
 async def _debrief(run: PracticeRun) -> None:
@@ -488,10 +583,9 @@ async def _debrief(run: PracticeRun) -> None:
     chart = cl.Image(
         name="Mood curve", content=svg.encode("utf-8"), mime="image/svg+xml", display="inline"
     )
+    transcript = run.final_transcript or run.simulator.transcript  # what was scored
     await cl.Message(
-        content=scorecard_markdown(
-            card, run.simulator.transcript, services().settings.knowledge_dir
-        ),
+        content=scorecard_markdown(card, transcript, services().settings.knowledge_dir),
         author="coachbot",
         elements=[chart],
     ).send()
@@ -599,8 +693,8 @@ async def _review_reply(text: str) -> None:
 async def on_feedback(feedback: Any) -> None:
     user, _ = _user()
     svc = services()
-    await _in_thread(
-        lambda: svc.store.record_feedback(
+    await _in_thread(  # saved like every write: journalled while the database is away
+        lambda: svc.record_feedback(
             thread_id=feedback.threadId,
             step_id=feedback.forId,
             value=int(feedback.value),
