@@ -23,7 +23,7 @@ from langchain_core.language_models import BaseChatModel
 
 from bot.coach.coach import Coach
 from bot.coach.models import CoachAnswer, CoachEvent
-from bot.config import Settings
+from bot.config import PROJECT_ROOT, Settings
 from bot.errors import CoachbotError, StorageError
 from bot.guidance.engine import GuidanceEngine
 from bot.inputs import clean_user_text
@@ -35,6 +35,8 @@ from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
 from bot.roleplay.scoring import Scorecard, score_transcript
 from bot.roleplay.simulator import CustomerSimulator
 
+# The shipped articles' reviewed passage questions, found by content hash wherever they are.
+SHIPPED_QUESTIONS = PROJECT_ROOT / "knowledge" / "passage_questions.yaml"
 MAX_LINE_TOKENS = 200  # a trainee line longer than this is cut, with a notice
 MODEL_FAILED = (
     "The model did not answer — {reason} — so the customer's line is a trainer-written one. "
@@ -115,13 +117,26 @@ class Services:
     def index(self) -> Any:
         with self._lock:
             if self._index is None:
-                from bot.knowledge import KnowledgeIndex
-
-                given = {"embeddings": self._embeddings} if self._embeddings is not None else {}
-                index = KnowledgeIndex(self.settings, **given)
+                index = self.knowledge_index()
                 index.ingest()  # incremental: an unchanged knowledge base costs milliseconds
                 self._index = index
             return self._index
+
+    def knowledge_index(self) -> Any:
+        """A new knowledge index from the settings, not yet ingested. Passages are matched also
+        by the questions they answer: reviewed ones shipped in knowledge/, cached ones, and
+        (``COACHBOT_PASSAGE_QUESTIONS``) ones the chat model writes for a new passage."""
+        from bot.knowledge import KnowledgeIndex
+        from bot.knowledge.questions import PassageQuestions
+
+        questions = PassageQuestions(
+            self.prompts,
+            reviewed=[SHIPPED_QUESTIONS, self.settings.knowledge_dir / "passage_questions.yaml"],
+            cache_dir=self.settings.cache_dir,
+            model=(lambda: self.model) if self.settings.passage_questions else None,
+        )
+        given = {"embeddings": self._embeddings} if self._embeddings is not None else {}
+        return KnowledgeIndex(self.settings, questions=questions, **given)
 
     @property
     def store(self) -> Any:

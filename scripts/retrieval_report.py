@@ -80,7 +80,7 @@ def build_index(tmp: Path) -> KnowledgeIndex:
     )
     questions = PassageQuestions(
         PromptLibrary(settings.prompts_dir),
-        reviewed=settings.knowledge_dir / "passage_questions.yaml",
+        reviewed=[settings.knowledge_dir / "passage_questions.yaml"],
     )
     index = KnowledgeIndex(settings, questions=questions)
     index.ingest()

@@ -11,13 +11,12 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
+_NOT_WORD = re.compile(r"[\W_]+")
 
 
 def normalise(text: str) -> str:
     """Lower-case words and digits only, single-spaced (so ’ and ' or — and - do not matter)."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return _NOT_WORD.sub(" ", folded).strip()
+    return _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
 def answers(passage: str, quotes: Sequence[str]) -> bool:

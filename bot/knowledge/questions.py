@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,18 +54,19 @@ class QuestionSource(Protocol):
 
 
 class PassageQuestions:
-    """Questions per passage: reviewed data, then the cache, then the model."""
+    """Questions per passage: reviewed data (``reviewed`` files, keyed by content hash), then
+    the cache, then the model (``model`` makes it, only when a passage needs it)."""
 
     def __init__(
         self,
         prompts: PromptLibrary,
         *,
-        reviewed: Path | None = None,
+        reviewed: Sequence[Path] = (),
         cache_dir: Path | None = None,
         model: Callable[[], Any] | None = None,
     ) -> None:
         self.prompts = prompts
-        self.reviewed = load_reviewed(reviewed) if reviewed else {}
+        self.reviewed = {k: v for path in reviewed for k, v in load_reviewed(path).items()}
         self.cache_dir = cache_dir / "passage_questions" if cache_dir else None
         self._model = model  # a factory: the model is built only when a passage needs it
         self.notices: list[str] = []
@@ -83,9 +84,13 @@ class PassageQuestions:
         try:
             generated = self.generate(text, title, section)
         except Exception as exc:  # any model failure: index the passage without questions
-            notice = f"could not generate questions for a passage of {title!r}: {exc}"
+            notice = (
+                f"could not generate the questions passages answer ({title!r}: {exc}); "
+                "new passages are matched by their text only until the next ingest"
+            )
             log.warning("%s", notice)
             self.notices.append(notice)
+            self._model = None  # not asked again in this run
             return []
         self._store(key, generated)
         return generated
