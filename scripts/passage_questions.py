@@ -4,7 +4,8 @@ Runs the configured chat model (the embedded one by default) with prompts/passag
 over every passage of knowledge/ as ingest chunks it, and writes a YAML file keyed by the
 passage's content hash. Review it by hand (fix or drop bad questions) and commit it as
 knowledge/passage_questions.yaml: ingest then needs no model for the shipped articles.
-Passages already in the output file keep their (reviewed) questions unless --all.
+Passages already in the output file keep their reviewed questions unless --all; a new one gets
+the model's questions (`questions`, to review, and `generated`, kept for the record).
 
 Usage: .venv/bin/python scripts/passage_questions.py [--out knowledge/passage_questions.yaml]
        [--all]
@@ -20,9 +21,10 @@ from pathlib import Path
 import yaml
 
 from bot.config import get_settings
+from bot.datafiles import load_yaml_model
 from bot.knowledge.chunking import chunk_text
 from bot.knowledge.documents import load_documents
-from bot.knowledge.questions import PassageQuestions, content_hash, load_reviewed
+from bot.knowledge.questions import PassageQuestions, ReviewedQuestions, content_hash
 from bot.llm import make_chat_model
 from bot.prompts import PromptLibrary
 
@@ -40,7 +42,9 @@ def main() -> int:
     args = parser.parse_args()
     settings = get_settings()
     out = args.out or settings.knowledge_dir / "passage_questions.yaml"
-    kept = {} if args.all else load_reviewed(out)
+    kept = {}
+    if out.is_file() and not args.all:
+        kept = {p.hash: p for p in load_yaml_model(out, ReviewedQuestions, "passages").passages}
     model = make_chat_model(settings, temperature=0.3, max_tokens=160)
     source = PassageQuestions(  # cached: an interrupted run picks up where it stopped
         PromptLibrary(settings.prompts_dir), cache_dir=settings.cache_dir, model=lambda: model
@@ -51,14 +55,20 @@ def main() -> int:
         for chunk in chunk_text(doc.body, doc.meta.title, settings.chunk_tokens):
             key = content_hash(chunk.text)
             started = time.perf_counter()
-            questions = kept.get(key) or source.questions(chunk.text, doc.meta.title, chunk.section)
+            if key in kept:  # reviewed already
+                entries.append(kept[key].model_dump())
+                continue
+            generated = source.questions(chunk.text, doc.meta.title, chunk.section)
             print(f"{doc.doc_id}#{chunk.position} ({time.perf_counter() - started:.1f} s): "
-                  + " | ".join(questions), flush=True)  # fmt: skip
-            entries.append({"hash": key, "title": doc.meta.title,
-                            "passage": " ".join(chunk.text.split()[:12]) + " …",
-                            "questions": questions})  # fmt: skip
+                  + " | ".join(generated), flush=True)  # fmt: skip
+            where = f"{doc.doc_id}#{chunk.position}: " + " ".join(chunk.text.split()[:10])
+            entries.append({"hash": key, "passage": where + " …",
+                            "questions": generated or ["(none: write them)"],
+                            "generated": generated})  # fmt: skip
     text = yaml.safe_dump({"passages": entries}, sort_keys=False, allow_unicode=True, width=100)
-    out.write_text(HEADER + text, encoding="utf-8")
+    old = out.read_text(encoding="utf-8") if out.is_file() else HEADER
+    header = "".join(line for line in old.splitlines(keepends=True) if line.startswith("#"))
+    out.write_text((header or HEADER) + text, encoding="utf-8")
     print(f"wrote {out} ({len(entries)} passages)")
     return 0
 

@@ -8,7 +8,7 @@ from the shipped knowledge/ in a temporary directory, with the reviewed passage 
 (``knowledge/passage_questions.yaml``) and no chat model.
 
 Usage: .venv/bin/python scripts/retrieval_report.py [--splits train,dev] [--json OUT]
-       [--misses] [--rrf-k 60] [--depth 30]
+       [--misses] [--rrf-k K] [--question-weight W] [--depth 30] [--generated]
 The test split is frozen: score it once, for the chosen configuration (--splits test --only
 chosen).
 """
@@ -28,10 +28,16 @@ from rich.table import Table
 
 from bot.coach.answer_text import rewrite_query
 from bot.config import PROJECT_ROOT, Settings
+from bot.datafiles import load_yaml_model
 from bot.knowledge import KnowledgeIndex
 from bot.knowledge.hybrid import RetrievalConfig
 from bot.knowledge.metrics import RetrievalScores, answer_rank
-from bot.knowledge.questions import PassageQuestions
+from bot.knowledge.questions import (
+    PassageQuestions,
+    QuestionSource,
+    ReviewedQuestions,
+    content_hash,
+)
 from bot.prompts import PromptLibrary
 
 DATA = PROJECT_ROOT / "evals" / "data" / "coach"
@@ -69,7 +75,19 @@ def load_split(split: str) -> list[dict[str, Any]]:
     return out
 
 
-def build_index(tmp: Path) -> KnowledgeIndex:
+class GeneratedQuestions:
+    """The model's questions as generated, before review (what a company's document gets)."""
+
+    def __init__(self, path: Path) -> None:
+        data = load_yaml_model(path, ReviewedQuestions, "passages")
+        self.by_hash = {p.hash: p.generated for p in data.passages}
+        self.notices: list[str] = []
+
+    def questions(self, text: str, title: str, section: str) -> list[str]:
+        return self.by_hash.get(content_hash(text), [])
+
+
+def build_index(tmp: Path, generated: bool = False) -> KnowledgeIndex:
     settings = Settings(
         _env_file=None,
         data_dir=tmp / "data",
@@ -78,9 +96,11 @@ def build_index(tmp: Path) -> KnowledgeIndex:
         chroma_host=None,
         chroma_path=None,
     )
-    questions = PassageQuestions(
-        PromptLibrary(settings.prompts_dir),
-        reviewed=[settings.knowledge_dir / "passage_questions.yaml"],
+    shipped = settings.knowledge_dir / "passage_questions.yaml"
+    questions: QuestionSource = (
+        GeneratedQuestions(shipped)
+        if generated
+        else PassageQuestions(PromptLibrary(settings.prompts_dir), reviewed=[shipped])
     )
     index = KnowledgeIndex(settings, questions=questions)
     index.ingest()
@@ -106,9 +126,17 @@ def main() -> int:
     parser.add_argument("--splits", default="train,dev")
     parser.add_argument("--only", help="comma-separated configuration names")
     parser.add_argument("--rrf-k", type=float, default=RetrievalConfig().rrf_k)
+    parser.add_argument(
+        "--question-weight", type=float, default=RetrievalConfig().weights["dense:question"]
+    )
     parser.add_argument("--depth", type=int, default=RetrievalConfig().depth)
     parser.add_argument("--misses", action="store_true", help="print the questions missed at 3")
     parser.add_argument("--json", type=Path, help="write the numbers here")
+    parser.add_argument(
+        "--generated",
+        action="store_true",
+        help="index the model's questions as generated, not the reviewed ones",
+    )
     args = parser.parse_args()
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     names = [n.strip() for n in args.only.split(",")] if args.only else list(CONFIGS)
@@ -120,13 +148,19 @@ def main() -> int:
     table = Table("split", "configuration", "questions", "hit@1", "hit@3", "hit@5", "MRR")
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="coachbot-retrieval-") as tmp:
-        index = build_index(Path(tmp))
+        index = build_index(Path(tmp), generated=args.generated)
+        kind = "generated" if args.generated else "reviewed"
         for split in splits:
             items = load_split(split)
             for name in names:
-                config = RetrievalConfig(lists=CONFIGS[name], rrf_k=args.rrf_k, depth=args.depth)
+                weight = args.question_weight
+                config = RetrievalConfig(
+                    lists=CONFIGS[name], rrf_k=args.rrf_k, depth=args.depth,
+                    weights={"dense:question": weight, "lexical:question": weight},
+                )  # fmt: skip
                 scores, misses = score(index, items, config)
-                row = {"split": split, "configuration": name, **scores.to_dict()}
+                row = {"split": split, "configuration": name, **scores.to_dict(),
+                       "indexed_questions": kind}  # fmt: skip
                 results.append(row)
                 table.add_row(split, name, *(str(row[c]) for c in
                               ("questions", "hit@1", "hit@3", "hit@5", "mrr")))  # fmt: skip

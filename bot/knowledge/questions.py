@@ -129,8 +129,9 @@ class PassageQuestions:
 class ReviewedPassage(BaseModel):
     hash: str
     title: str = ""
-    passage: str = ""  # the passage's opening words, for the reviewer
-    questions: list[str] = Field(min_length=1)
+    passage: str = ""  # where the passage is and its opening words, for the reviewer
+    questions: list[str] = Field(min_length=1)  # reviewed: what is indexed
+    generated: list[str] = []  # what the model wrote, kept for the record
 
 
 class ReviewedQuestions(BaseModel):
