@@ -5,7 +5,8 @@ windows (``window``: a sentence and its neighbours) and the questions it answers
 (``question``). Each ranking is ``<method>:<kind>`` (``dense:window``, ``lexical:question``...);
 every ranking is turned into a ranking of passages (a passage counts at its best text) and the
 passage rankings are fused with reciprocal rank fusion. The passage is what is returned, whole,
-with the sentence(s) that matched: the centres of its best-ranked windows.
+with the sentence(s) that matched: the centres of its best-ranked windows (their spans are
+recomputed from the passage's text, as ingest computed them).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from bot.knowledge.fusion import reciprocal_rank_fusion
-from bot.knowledge.lexical import LexicalIndex
+from bot.knowledge.lexical import LexicalIndex, tokenize
+from bot.knowledge.sentences import sentence_spans
 
 KINDS = ("chunk", "window", "question")
 METHODS = ("dense", "lexical")
@@ -111,6 +113,14 @@ def chunk_of(unit_id: str) -> str:
     return head if sep and tail[:1] in {"w", "q"} and tail[1:].isdigit() else unit_id
 
 
+def unit_kind(unit_id: str) -> str:
+    """``window``, ``question`` or ``chunk``, from the id."""
+    tail = unit_id.rpartition("/")[2]
+    if chunk_of(unit_id) == unit_id:
+        return "chunk"
+    return "window" if tail.startswith("w") else "question"
+
+
 def fuse(unit_rankings: dict[str, list[str]], config: RetrievalConfig, k: int) -> list[Match]:
     """The ``k`` best passages from the rankings of texts (ids, best first) named by the config."""
     names = [n for n in config.lists if n in unit_rankings]
@@ -125,6 +135,19 @@ def fuse(unit_rankings: dict[str, list[str]], config: RetrievalConfig, k: int) -
         windows = tuple(w for w, _ in window_scores if chunk_of(w) == chunk_id)
         matches.append(Match(chunk_id, score, found_by, windows[: config.sentences]))
     return matches
+
+
+def matched_spans(query: str, passage: str, windows: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """Spans in ``passage`` of the centre sentences of its ranked ``windows`` (ids ending in
+    ``/w<n>``); with none ranked, the sentence sharing most (stemmed) words with the query."""
+    spans = sentence_spans(passage)
+    centres = [int(w.rpartition("/w")[2]) for w in windows]
+    found = tuple(spans[n] for n in centres if n < len(spans))
+    if found or not spans:
+        return found
+    words = set(tokenize([query])[0])
+    overlap = [len(words & set(t)) for t in tokenize([passage[a:b] for a, b in spans])]
+    return (spans[max(range(len(spans)), key=lambda i: (overlap[i], -i))],)
 
 
 def cosine(vector: Sequence[float], others: Any) -> np.ndarray:

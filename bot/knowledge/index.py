@@ -26,14 +26,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import chromadb
-import numpy as np
 from chromadb.config import Settings as ChromaSettings
 from langchain_core.embeddings import Embeddings
 
 from bot.errors import KnowledgeError
 from bot.knowledge.chunking import CHUNKER_VERSION, chunk_text
 from bot.knowledge.documents import KnowledgeDocument, SkippedFile, load_documents
-from bot.knowledge.hybrid import KINDS, LexicalCorpora, RetrievalConfig, cosine, fuse
+from bot.knowledge.hybrid import (
+    KINDS,
+    LexicalCorpora,
+    RetrievalConfig,
+    cosine,
+    fuse,
+    matched_spans,
+    unit_kind,
+)
 from bot.knowledge.questions import QuestionSource
 from bot.knowledge.units import Unit, question_units, window_units
 from bot.llm.embeddings import chroma_embedding_function, embedding_model_name, make_embeddings
@@ -56,6 +63,7 @@ class IndexSettings(Protocol):
 
 
 UNITS_VERSION = "windows-questions-1"  # how passages are matched (windows, questions)
+COUNT_EVERY_S = 5.0  # how often search re-reads the collections' sizes
 _SLUG = re.compile(r"[^a-z0-9]+")
 # Errors that say the store is busy or forbidden, not broken: moving it aside would not help.
 _NOT_BROKEN = re.compile(r"permission denied|read-?only|locked|busy|no space", re.I)
@@ -243,6 +251,7 @@ class KnowledgeIndex:
         self._collection: Any = None
         self._units: Any = None
         self._writes = 0  # changes made here, so the lexical indexes know to rebuild
+        self._counted: tuple[float, int, int] | None = None
         self._lexical = LexicalCorpora(self._lexical_texts)
         self._own_client = client is None  # only a store opened here may be moved and rebuilt
         self.notices: list[str] = []  # what opening the store found and did
@@ -560,13 +569,12 @@ class KnowledgeIndex:
                 got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
             )
         }
-        spans = self._matched_spans(vector, matches)
         hits = []
         for m in matches:
             if m.chunk_id not in rows:  # removed since the lexical index was built
                 continue
             text, meta, emb = rows[m.chunk_id]
-            found = tuple(s for s in spans.get(m.chunk_id, ()) if s[1] <= len(text))
+            found = matched_spans(query, text, m.windows)
             hits.append(
                 RetrievedChunk(
                     text=text,
@@ -594,10 +602,10 @@ class KnowledgeIndex:
             found = self.units.query(
                 query_embeddings=[vector],
                 n_results=config.depth * (len(KINDS) - 1),
-                include=["metadatas"],
+                include=[],
             )
-            for unit_id, meta in zip(found["ids"][0], found["metadatas"][0], strict=True):
-                kind = str((meta or {}).get("kind"))
+            for unit_id in found["ids"][0]:
+                kind = unit_kind(unit_id)
                 if kind in unit_kinds:
                     rankings.setdefault(f"dense:{kind}", []).append(unit_id)
         return rankings
@@ -607,7 +615,7 @@ class KnowledgeIndex:
         wanted = [n.split(":")[1] for n in config.lists if n.startswith("lexical:")]
         if not wanted:
             return {}
-        corpora = self._lexical.get((self.collection.count(), self.units.count(), self._writes))
+        corpora = self._lexical.get(self._version())
         rankings = {}
         for kind in wanted:
             corpus = corpora.get(kind)
@@ -637,34 +645,14 @@ class KnowledgeIndex:
                     out[kind][2].append(text or "")
         return out
 
-    def _matched_spans(
-        self, vector: list[float], matches: list[Any]
-    ) -> dict[str, list[tuple[int, int]]]:
-        """Passage id -> spans of its matched sentences: its best-ranked windows, or (for a
-        passage found only through its text or questions) its window nearest the query."""
-        spans: dict[str, list[tuple[int, int]]] = {}
-        ranked = [w for m in matches for w in m.windows]
-        if ranked:
-            got = self.units.get(ids=ranked, include=["metadatas"])
-            by_id = dict(zip(got["ids"], got["metadatas"], strict=True))
-            for m in matches:
-                spans[m.chunk_id] = [
-                    (int(by_id[w]["start"]), int(by_id[w]["end"])) for w in m.windows if w in by_id
-                ]
-        missing = [m.chunk_id for m in matches if not spans.get(m.chunk_id)]
-        if missing:
-            got = self.units.get(
-                where={"$and": [{"chunk_id": {"$in": missing}}, {"kind": "window"}]},
-                include=["metadatas", "embeddings"],
-            )
-            if got["ids"]:
-                sims = cosine(vector, got["embeddings"])
-                for n in np.argsort(-sims):
-                    meta = got["metadatas"][n]
-                    chunk = str(meta["chunk_id"])
-                    if not spans.get(chunk):
-                        spans[chunk] = [(int(meta["start"]), int(meta["end"]))]
-        return spans
+    def _version(self) -> tuple[int, int, int]:
+        """What the lexical indexes were built from: this process's writes, and the
+        collections' sizes (re-read at most every few seconds: another process writing to a
+        Chroma server is seen then)."""
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[0] > COUNT_EVERY_S:
+            self._counted = (now, self.collection.count(), self.units.count())
+        return self._counted[1], self._counted[2], self._writes
 
 
 def _pages(collection: Any, page: int = 5000) -> Any:
