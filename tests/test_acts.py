@@ -144,3 +144,18 @@ def test_a_fair_offer_that_brings_out_the_hidden_issue_is_named_in_the_fallback(
     turn = sim.respond(FULL_OFFER)
     assert turn.beat == "reveal" and turn.fallback_used
     assert "£186" in turn.customer and "fee" in turn.customer
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We'll definitely look into getting that refund back to you.",
+        "I'll see if I can get you a partial refund, maybe half?",
+    ],
+)
+def test_a_hedged_offer_is_never_accepted(text):
+    """Non-committal offers were accepted on the dev scripts; they offer no term."""
+    state = heard_state(hidden_revealed=True)
+    outcome = rules_in(state).apply([], text, False)
+    assert outcome.beat == "reject_offer" and outcome.outcome is None
+    assert state.anger == 5

@@ -49,6 +49,7 @@ class ActCatalogue(BaseModel):
 
     acts: dict[Act, ActCues]
     feelings_question: str
+    hedged_offer: str = r"(?!)"  # never, unless the cues say what a hedge is
 
     @cached_property
     def compiled(self) -> dict[str, list[re.Pattern[str]]]:
@@ -142,9 +143,10 @@ def read_move(
         move.acts.add("factual_question")
     if is_offer:
         move.acts.add("offer")
-        offered = offered_terms(text, scenario)
+        hedged = re.search(cues.hedged_offer, text, re.I)
+        offered = [] if hedged else offered_terms(text, scenario)
         known = {*offered_before, *(t.name for t in offered)}
         missing = [t for t in scenario.fair_resolution.terms if t.required and t.name not in known]
-        unjudged = not scenario.fair_resolution.terms
+        unjudged = not scenario.fair_resolution.terms and not hedged
         move.offer = OfferReading(tuple(offered), tuple(missing), unjudged)
     return move
