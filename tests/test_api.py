@@ -152,7 +152,7 @@ def test_a_server_message_is_shown_without_the_key(tmp_path):
         error = failure(make_chat_model(api_settings(tmp_path, stub.url)))
     assert stub.count == 1
     assert error.args[0] == (
-        "the API refused the request with HTTP 400: max_tokens is too large for key [key]."
+        "the API refused the request with HTTP 400: max_tokens is too large for key ***."
     )
     assert_no_key(str(error))
 
