@@ -121,8 +121,12 @@ class Services:
 
     @cached_property
     def trainee_acts(self) -> ActCatalogue:
-        """What a trainee line does as a move (``knowledge/trainee_acts.yaml``)."""
-        return load_acts(self.settings.knowledge_dir / "trainee_acts.yaml")
+        """What a trainee line does as a move (``trainee_acts.yaml`` of the knowledge folder, or
+        the shipped one when a company's own knowledge folder has none)."""
+        path = self.settings.knowledge_dir / "trainee_acts.yaml"
+        if not path.is_file():
+            path = PROJECT_ROOT / "knowledge" / "trainee_acts.yaml"
+        return load_acts(path)
 
     @property
     def guidance(self) -> GuidanceEngine:
