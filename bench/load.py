@@ -65,6 +65,7 @@ if __package__ in (None, ""):  # `python bench/load.py`: make `bench` and `bot` 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import PROJECT_ROOT, BenchResult, Target, summary
+from bot.rendering import markdown_text
 
 TARGETS = {"fake": "bench/load_app.py", "embedded": "bot/web/app.py"}
 PRACTICE_LINES = (
@@ -546,7 +547,8 @@ def check_persistence(
                 turns = transcript.turns if transcript else []
                 said = [t.trainee for t in turns]
                 for turn, reply in zip(turns, report.replies, strict=False):
-                    if reply.answered and turn.customer not in reply.text:
+                    shown = markdown_text(turn.customer)  # the app shows the line escaped
+                    if reply.answered and shown not in reply.text:
                         problems.append(
                             f"{label} line {turn.index}: saved customer line {turn.customer!r} "
                             f"is not the one shown ({reply.text[:80]!r})"

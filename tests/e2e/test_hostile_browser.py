@@ -10,6 +10,7 @@ model's text is tested too. Nothing listens on 127.0.0.1:9: the browser must nev
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +173,9 @@ def test_hostile_text_in_chat_debrief_review_and_coach(browser_page, app_url):
     shot(page, "h4-hostile-coach")
     assert f"I hear you {IMAGE} {LINK}" in page_text(page)
     assert_nothing_remote(page)
+    # Its sources are still linked to their side elements (their names are not escaped).
+    page.get_by_text(re.compile(r"^Source 1: ")).first.click()
+    assert len(page.locator("#side-view-content").inner_text().strip()) > 40
 
     # The app worked under its policy: the only violations are Chainlit's CDN stylesheets.
     violations = page.evaluate("() => window.__csp")
