@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test install lint lock ingest doctor chat bench bench-report clean help
+.PHONY: run test install classifier lint lock ingest doctor chat bench bench-report clean help
 
 help:
 	@echo "make run    - install (first time), build the knowledge index, start the web app"
@@ -24,11 +24,18 @@ $(STAMP): requirements.lock pyproject.toml scripts/install.sh scripts/build-llam
 
 install: $(STAMP)
 
+# The guidance line classifier is trained once per machine and training set (cached by content
+# hash in ~/.cache/coachbot), before the app or the tests need it.
+classifier: install
+	@echo ">> Guidance classifier (trained on first use, about a minute on 2 cores; then cached)"
+	@$(BIN)/coachbot check "Thanks for telling me." > /dev/null
+
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
 run: install
 	$(BIN)/coachbot ingest
+	@$(MAKE) --no-print-directory classifier
 	@echo ">> coachbot is starting: open http://$(HOST):$(PORT) (Ctrl+C to stop)"
 	$(BIN)/chainlit run bot/web/app.py --headless --host $(HOST) --port $(PORT)
 
@@ -36,6 +43,7 @@ test: install
 	@scripts/install-browser.sh $(VENV)/.browser-unavailable
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	@$(MAKE) --no-print-directory classifier
 	$(BIN)/python -m pytest
 
 lint: install
