@@ -183,6 +183,21 @@ def test_a_write_for_a_session_that_does_not_exist_is_a_dead_letter_not_a_retry(
     assert len(writes) == 0
 
 
+def test_an_unreadable_journal_entry_is_a_dead_letter_and_the_rest_is_replayed(data, store):
+    writes = durable(data, store)
+    outage = DatabaseOutage(store.engine)
+    outage.on = True
+    writes.submit(start_write("coach", "c" * 32))
+    with writes.journal._db:  # a damaged entry ahead of it (a half-written line, say)
+        writes.journal._db.execute("UPDATE writes SET seq = 0, id = 'x', body = '{\"op\": '")
+    writes.submit(start_write("coach", "d" * 32))
+    outage.on = False
+    assert writes.replay() == 0
+    assert store.get_session("d" * 32).kind == "coach"
+    [letter] = writes.dead_letters.read()
+    assert letter["write"] == '{"op": ' and "unreadable" in letter["error"]
+
+
 # --------------------------------------------------------------------------- order, timer
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -213,7 +214,10 @@ class DeadLetters:
         self._lock = threading.Lock()
 
     def add(self, body: Write | str, error: BaseException | str) -> None:
-        write = json.loads(body) if isinstance(body, str) else body.model_dump(mode="json")
+        write: Any = body.model_dump(mode="json") if isinstance(body, Write) else body
+        if isinstance(write, str):
+            with contextlib.suppress(ValueError):  # else kept as the text it is
+                write = json.loads(write)
         line = {
             "at": datetime.now(UTC).isoformat(),
             "error": error if isinstance(error, str) else _reason(error),
