@@ -38,11 +38,8 @@ def test_coach_answer_quotes_are_verbatim(split: str) -> None:
     by_origin = {}
     for path in articles.glob("*.md"):
         text = path.read_text(encoding="utf-8")
-        origin = next(
-            line.split(":", 1)[1].strip().strip('"')
-            for line in text.splitlines()
-            if line.startswith("origin:")
-        )
+        origin = next(line.split(":", 1)[1].strip().strip('"') for line in text.splitlines()
+                      if line.startswith("origin:"))
         by_origin[origin] = " ".join(text.split())
     items = yaml.safe_load((DATA / "coach" / f"{split}.yaml").read_text(encoding="utf-8"))
     for item in items:
@@ -57,3 +54,5 @@ def test_splits_do_not_overlap() -> None:
 
     train, dev, test = keys("train"), keys("dev"), keys("test")
     assert not (train & test) and not (dev & test) and not (train & dev)
+
+
