@@ -11,8 +11,7 @@ from pydantic import ConfigDict
 
 
 class KnowledgeRetriever(BaseRetriever):
-    """Returns the top ``k`` passages as Documents; the score is in ``metadata['score']``, the
-    matched sentences in ``metadata['sentences']``."""
+    """Returns the top ``k`` passages as Documents; the score is in ``metadata['score']``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -25,10 +24,7 @@ class KnowledgeRetriever(BaseRetriever):
     ) -> list[Document]:
         hits = self.index.search(query, k=self.k)
         return [
-            Document(
-                page_content=h.text,
-                metadata={**h.metadata, "score": h.score, "sentences": list(h.sentences)},
-            )
+            Document(page_content=h.text, metadata={**h.metadata, "score": h.score})
             for h in hits
             if h.score >= self.min_score
         ]
