@@ -28,7 +28,7 @@ from langchain_core.language_models import BaseChatModel
 
 from bot.coach.coach import Coach
 from bot.coach.models import CoachAnswer, CoachEvent
-from bot.config import Settings
+from bot.config import PROJECT_ROOT, Settings
 from bot.errors import CoachbotError
 from bot.guidance.engine import GuidanceEngine
 from bot.inputs import clean_user_text
