@@ -45,6 +45,7 @@ import ast
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -124,6 +125,7 @@ COACH: str = _APP["COACH"]
 FRIENDLY_PREFIX: str = _APP["FRIENDLY_FAILURE"].split("{reason}")[0]
 SAVE_FAILED: str = _SERVICE["SAVE_FAILED"]
 SAVE_FAILED_ERROR = "save failed notice"
+JOURNAL_REPLAYED = re.compile(r"the database is back: (\d+) journalled write")
 OUTAGE_FLAG_ENV = "COACHBOT_FAKE_DB_OUTAGE_FLAG"  # read by bench/load_app.py
 JOURNAL_FILE = "pending_writes.sqlite3"  # bot.store.journal.JOURNAL_FILE
 DEAD_LETTER_FILE = "dead_letter_writes.jsonl"  # bot.store.journal.DEAD_LETTER_FILE
@@ -681,6 +683,15 @@ class LoadOutcome:
         """Replies that carried the app's "saving failed" notice."""
         replies = [x for r in self.reports for x in r.replies]
         return sum(e == SAVE_FAILED_ERROR for x in replies for e in x.errors)
+
+    def journal_replayed(self) -> int:
+        """Writes the app kept in its journal while the database was away and saved once it
+        was back (from its log): the evidence that an injected outage really refused saves,
+        whether or not a reply happened to fall inside it."""
+        if self.log_path is None or not self.log_path.exists():
+            return 0
+        log = self.log_path.read_text(errors="replace")
+        return sum(int(n) for n in JOURNAL_REPLAYED.findall(log))
 
     def lost(self) -> int:
         """Lines of the measured sessions that never got a complete reply."""
