@@ -13,6 +13,7 @@ from bot.guidance.catalogue import load_catalogue
 DATA = PROJECT_ROOT / "evals" / "data"
 FROZEN = {
     "guidance/test.yaml": "5143a322302423324cef6d6598633167f14349fdb5d347cd8a28702c8a933caf",
+    "guidance/test-2.yaml": "7bc366a27636a2d9dd27c96b186512f21c191e574101f3862660deb3c0bdc457",
     "coach/test.yaml": "0a57510d4c021d3e4f24837d091dee84c8b7c6b8a7d8f2c5204cd7b3d472506b",
     "roleplay/test.yaml": "1cef5fda9376a33434cacabe90ed497ec38a85c31f020c685e7ab2cbda0bfae3",
 }
@@ -24,7 +25,7 @@ def test_frozen_test_split_is_unchanged(name: str) -> None:
     assert digest == FROZEN[name], f"{name} is frozen: report label problems, don't edit it"
 
 
-@pytest.mark.parametrize("split", ["train", "dev", "test"])
+@pytest.mark.parametrize("split", ["train", "dev", "test", "test-2"])
 def test_guidance_labels_are_catalogue_behaviours(split: str) -> None:
     ids = set(load_catalogue(PROJECT_ROOT / "knowledge" / "guidance.yaml").ids)
     items = yaml.safe_load((DATA / "guidance" / f"{split}.yaml").read_text(encoding="utf-8"))
@@ -56,8 +57,9 @@ def test_splits_do_not_overlap() -> None:
         items = yaml.safe_load((DATA / "guidance" / f"{split}.yaml").read_text(encoding="utf-8"))
         return {f"{i['text']}|{i.get('context', '')}" for i in items}
 
-    train, dev, test = keys("train"), keys("dev"), keys("test")
+    train, dev, test, test2 = keys("train"), keys("dev"), keys("test"), keys("test-2")
     assert not (train & test) and not (dev & test) and not (train & dev)
+    assert not (test2 & (train | dev | test))
 
 
 @pytest.mark.parametrize("split", ["dev", "test"])
