@@ -9,13 +9,15 @@ Chroma store in a temporary data directory (the project's ``data/`` is never tou
 2. Re-ingesting the unchanged knowledge base: ``ingest()`` again in the same process, and
    ``coachbot ingest --json`` in a subprocess pointed at the same store (wall time, which
    includes Python start-up and imports).
-3. Retrieval latency, p50 / p95 in ms, of ``index.search(query, k=4)`` (query embedding
-   included) for the questions in ``evals/coach_questions.yaml``: one warm-up search, then
+3. Retrieval latency, p50 / p95 in ms, of ``index.search(query, k=4)``, the hybrid search
+   (query embedding, dense and BM25 rankings of passages, windows and questions, RRF)
+   for the questions in ``evals/coach_questions.yaml``: one warm-up search, then
    every question ``--repeat`` times. The same split into its parts: the query embedding alone
    and ``collection.query`` alone with a precomputed vector (with the same ``include`` as
    search, and with distances only), so the results can say what bounds it.
 4. The same at each ``--sizes`` chunk count: the store is padded with synthetic chunks added
-   directly to ``index.collection`` with precomputed vectors (embedding 100,000 texts with the
+   directly to ``index.collection`` (and their windows and questions to ``index.units``) with
+   precomputed vectors (embedding 100,000 texts with the
    model would take about an hour on 2 cores). Synthetic vectors are float32, 384-d,
    L2-normalised random mixtures of the real chunk vectors and of the vectors of a few hundred
    varied templated sentences, plus noise, so they cluster the way text embeddings do; each
@@ -62,6 +64,7 @@ K = 4
 SEARCH_INCLUDE = ["documents", "metadatas", "distances"]  # what KnowledgeIndex.search asks for
 CHUNKS_PER_DOC = 24
 SENTENCES_PER_CHUNK = 4
+QUESTIONS_PER_CHUNK = 5  # as many as ingest asks the model for
 BANK_SIZE = 400
 
 # Word lists for the synthetic knowledge base: a company's own help-desk articles.
@@ -200,6 +203,38 @@ class SyntheticChunks:
         self.vectors = sentence_vectors.astype(np.float32)
         self.made = 0
 
+    def units(
+        self, chunk_id: str, picks: np.ndarray, meta: dict[str, Any]
+    ) -> tuple[list[str], list[np.ndarray], list[str], list[dict[str, Any]]]:
+        """The windows (one per sentence, with its neighbours) and questions of one chunk."""
+        sentences = [self.sentences[i] for i in picks]
+        vectors = self.vectors[picks]
+        ids, vecs, texts, metas = [], [], [], []
+        start = 0
+        base = {"doc_id": meta["doc_id"], "doc_hash": "synthetic", "chunk_id": chunk_id}
+        for j, sentence in enumerate(sentences):
+            first, last = max(0, j - 1), min(len(sentences), j + 2)
+            ids.append(f"{chunk_id}/w{j}")
+            vecs.append(vectors[first:last].mean(axis=0))
+            texts.append(" ".join(sentences[first:last]))
+            metas.append({**base, "kind": "window", "sentence": j, "start": start,
+                          "end": start + len(sentence)})  # fmt: skip
+            start += len(sentence) + 1
+        for j in range(QUESTIONS_PER_CHUNK):
+            words = sentences[j % len(sentences)].rstrip(".").split()
+            ids.append(f"{chunk_id}/q{j}")
+            vecs.append(vectors[j % len(sentences)])
+            texts.append(f"What happens when {' '.join(words[-6:])}?")
+            metas.append({**base, "kind": "question"})
+        return ids, vecs, texts, metas
+
+    def noisy(self, vectors: list[np.ndarray]) -> np.ndarray:
+        """Row-normalised ``vectors`` plus noise, like the chunks'."""
+        m = np.asarray(vectors, dtype=np.float32)
+        m /= np.linalg.norm(m, axis=1, keepdims=True)
+        m += 0.35 * self.rng.standard_normal(m.shape).astype(np.float32) / np.sqrt(m.shape[1])
+        return m / np.linalg.norm(m, axis=1, keepdims=True)
+
     def batch(self, n: int) -> tuple[list[str], np.ndarray, list[str], list[dict[str, Any]]]:
         rng = self.rng
         dims = self.vectors.shape[1]
@@ -219,6 +254,7 @@ class SyntheticChunks:
         ids: list[str] = []
         texts: list[str] = []
         metadatas: list[dict[str, Any]] = []
+        units: list[list[Any]] = [[], [], [], []]
         for row in range(n):
             number = self.made + row
             doc, position = divmod(number, CHUNKS_PER_DOC)
@@ -238,7 +274,11 @@ class SyntheticChunks:
                     "tokens": round(len(text.split()) * 1.3),
                 }
             )
+            made = self.units(ids[-1], picks[row], metadatas[-1])
+            for part, values in zip(units, made, strict=True):
+                part.extend(values)
         self.made += n
+        self.last_units = (units[0], self.noisy(units[1]), units[2], units[3])
         return ids, vectors.astype(np.float32), texts, metadatas
 
 
@@ -279,6 +319,7 @@ def measure_retrieval(
             chroma_distances_ms.append(seconds * 1000)
     return {
         "chunks": collection.count(),
+        "units": index.units.count(),
         "first_search_ms": round(first * 1000, 2),
         "search_ms": summary(search_ms, 2),
         "query_embedding_ms": summary(embed_ms, 2),
@@ -459,6 +500,16 @@ def main() -> int:
                     metadatas=metadatas,
                 )
                 insert_s += seconds
+                unit_ids, unit_vectors, unit_texts, unit_metas = synthetic.last_units
+                for at in range(0, len(unit_ids), batch):
+                    _, seconds = timed(
+                        index.units.add,
+                        ids=unit_ids[at : at + batch],
+                        embeddings=unit_vectors[at : at + batch],
+                        documents=unit_texts[at : at + batch],
+                        metadatas=unit_metas[at : at + batch],
+                    )
+                    insert_s += seconds
                 missing -= n
             added = synthetic.made
             row = measure_retrieval(index, questions, query_vectors, args.repeat)
@@ -499,8 +550,12 @@ def main() -> int:
         ),
     ]
     result.notes += [
-        "search_ms is KnowledgeIndex.search(q, k=4) end to end (query embedding + Chroma query "
-        "+ result mapping); chroma_query_ms is collection.query with a precomputed vector.",
+        "search_ms is KnowledgeIndex.search(q, k=4) end to end: the hybrid search (query "
+        "embedding, Chroma queries of passages and of windows + questions, BM25 over passages, "
+        "windows and questions, RRF, fetching the passages and their matched sentences); "
+        "chroma_query_ms is one collection.query of the passages with a precomputed vector.",
+        "Each synthetic chunk also gets its units, as ingest writes them: a window per sentence "
+        "and 5 questions; first_search_ms includes rebuilding the BM25 indexes after the insert.",
         "Synthetic chunks are added directly to the collection with precomputed vectors; a real "
         "ingest() would remove them as orphans, so status_scan_s (index.status(), the same scan "
         "an unchanged ingest() starts with) stands in for re-ingest cost at that size.",

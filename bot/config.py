@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     chroma_port: int = Field(8000, validation_alias="CHROMA_PORT")
 
     chunk_tokens: int = Field(160, validation_alias="COACHBOT_CHUNK_TOKENS")
+    passage_questions: bool = Field(
+        True,
+        validation_alias="COACHBOT_PASSAGE_QUESTIONS",
+        description="ask the chat model at ingest for the questions each new passage answers",
+    )
 
     database_url: str | None = Field(
         None,

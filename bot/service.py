@@ -50,6 +50,8 @@ from bot.store.journal import (
     start_write,
 )
 
+# The shipped articles' reviewed passage questions, found by content hash wherever they are.
+SHIPPED_QUESTIONS = PROJECT_ROOT / "knowledge" / "passage_questions.yaml"
 MAX_LINE_TOKENS = 200  # a trainee line longer than this is cut, with a notice
 MODEL_FAILED = (
     "The model did not answer — {reason} — so the customer's line is a trainer-written one. "
@@ -144,13 +146,26 @@ class Services:
     def index(self) -> Any:
         with self._lock:
             if self._index is None:
-                from bot.knowledge import KnowledgeIndex
-
-                given = {"embeddings": self._embeddings} if self._embeddings is not None else {}
-                index = KnowledgeIndex(self.settings, **given)
+                index = self.knowledge_index()
                 index.ingest()  # incremental: an unchanged knowledge base costs milliseconds
                 self._index = index
             return self._index
+
+    def knowledge_index(self) -> Any:
+        """A new knowledge index from the settings, not yet ingested. Passages are matched also
+        by the questions they answer: reviewed ones shipped in knowledge/, cached ones, and
+        (``COACHBOT_PASSAGE_QUESTIONS``) ones the chat model writes for a new passage."""
+        from bot.knowledge import KnowledgeIndex
+        from bot.knowledge.questions import PassageQuestions
+
+        questions = PassageQuestions(
+            self.prompts,
+            reviewed=[SHIPPED_QUESTIONS, self.settings.knowledge_dir / "passage_questions.yaml"],
+            cache_dir=self.settings.cache_dir,
+            model=(lambda: self.model) if self.settings.passage_questions else None,
+        )
+        given = {"embeddings": self._embeddings} if self._embeddings is not None else {}
+        return KnowledgeIndex(self.settings, questions=questions, **given)
 
     @property
     def store(self) -> Any:

@@ -119,6 +119,7 @@ def test_langchain_retriever(index):
     docs = KnowledgeRetriever(index=index, k=2).invoke("ask what they consider a fair solution")
     assert len(docs) == 2
     assert all("origin" in d.metadata and "score" in d.metadata for d in docs)
+    assert all(s in d.page_content for d in docs for s in d.metadata["sentences"])
 
 
 # --------------------------------------------------------------------------- unusable stores

@@ -84,10 +84,9 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Build or refresh the knowledge index from knowledge/ (only changed files are redone)."""
-    from bot.knowledge import KnowledgeIndex
 
     def run() -> None:
-        index = KnowledgeIndex(common.settings())
+        index = common.services().knowledge_index()
         with status("Indexing knowledge…", as_json):
             report = index.ingest(path)
         if as_json:
@@ -115,11 +114,11 @@ def retrieve(
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=50, help="How many chunks.")] = 4,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show the knowledge passages most relevant to QUERY."""
-    from bot.knowledge import KnowledgeIndex
+    """Show the knowledge passages most relevant to QUERY, with the sentences that matched."""
+    from rich.text import Text
 
     def run() -> None:
-        hits = KnowledgeIndex(common.settings()).search(query, k=k)
+        hits = common.services().knowledge_index().search(query, k=k)
         if as_json:
             print_json({"ok": True, "query": query, "results": [h.to_dict() for h in hits]})
             return
@@ -134,7 +133,12 @@ def retrieve(
                     (f"({meta.get('origin')})", "dim"),
                 )
             )
-            console.print(line(hit.text))
+            passage = Text(hit.text)
+            for start, end in hit.spans:
+                passage.stylize("bold yellow", start, end)
+            console.print(passage, highlight=False)
+            for sentence in hit.sentences:
+                console.print(line(("matched: ", "dim"), f"“{sentence}”"), highlight=False)
 
     guard(run, as_json)
 

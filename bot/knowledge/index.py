@@ -32,6 +32,17 @@ from langchain_core.embeddings import Embeddings
 from bot.errors import KnowledgeError
 from bot.knowledge.chunking import CHUNKER_VERSION, chunk_text
 from bot.knowledge.documents import KnowledgeDocument, SkippedFile, load_documents
+from bot.knowledge.hybrid import (
+    KINDS,
+    LexicalCorpora,
+    RetrievalConfig,
+    cosine,
+    fuse,
+    matched_spans,
+    unit_kind,
+)
+from bot.knowledge.questions import QuestionSource
+from bot.knowledge.units import Unit, question_units, window_units
 from bot.llm.embeddings import chroma_embedding_function, embedding_model_name, make_embeddings
 
 
@@ -51,6 +62,8 @@ class IndexSettings(Protocol):
     def embeddings_provider(self) -> str: ...
 
 
+UNITS_VERSION = "windows-questions-1"  # how passages are matched (windows, questions)
+COUNT_EVERY_S = 5.0  # how often search re-reads the collections' sizes
 _SLUG = re.compile(r"[^a-z0-9]+")
 # Errors that say the store is busy or forbidden, not broken: moving it aside would not help.
 _NOT_BROKEN = re.compile(r"permission denied|read-?only|locked|busy|no space", re.I)
@@ -92,14 +105,28 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class RetrievedChunk:
-    """A passage from the knowledge base with its similarity score (cosine, 0..1)."""
+    """A passage from the knowledge base: its cosine similarity to the query (0..1), the
+    sentence(s) of it that matched (``sentences``, at ``spans`` in ``text``), the fused rank
+    score and the rankings that found it."""
 
     text: str
     score: float
     metadata: dict[str, Any]
+    sentences: tuple[str, ...] = ()
+    spans: tuple[tuple[int, int], ...] = ()
+    fused: float = 0.0
+    found_by: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "score": round(self.score, 4), "metadata": self.metadata}
+        return {
+            "text": self.text,
+            "score": round(self.score, 4),
+            "metadata": self.metadata,
+            "sentences": list(self.sentences),
+            "spans": [list(s) for s in self.spans],
+            "fused": round(self.fused, 5),
+            "found_by": list(self.found_by),
+        }
 
 
 @dataclass
@@ -187,9 +214,8 @@ def _accessible(path: Path) -> bool:
 
 def _document_hash(doc: KnowledgeDocument, chunk_tokens: int) -> str:
     """Changes when the file or the way it is chunked changes."""
-    return hashlib.sha256(f"{doc.sha256}|{CHUNKER_VERSION}|{chunk_tokens}".encode()).hexdigest()[
-        :32
-    ]
+    key = f"{doc.sha256}|{CHUNKER_VERSION}|{chunk_tokens}|{UNITS_VERSION}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def _embed_text(text: str, title: str, section: str) -> str:
@@ -198,15 +224,24 @@ def _embed_text(text: str, title: str, section: str) -> str:
 
 
 class KnowledgeIndex:
-    """The articles (and users' own files) as searchable chunks in Chroma."""
+    """The articles (and users' own files) as searchable chunks in Chroma.
+
+    Passages live in one collection; what they are matched by (sentence windows, and the
+    questions ``questions`` gives for each) in a second, ``<collection>-units``. ``retrieval``
+    says which rankings :meth:`search` fuses (default: all)."""
 
     def __init__(
         self,
         settings: IndexSettings,
         client: chromadb.api.ClientAPI | None = None,
         embeddings: Embeddings | None = None,
+        *,
+        questions: QuestionSource | None = None,
+        retrieval: RetrievalConfig | None = None,
     ) -> None:
         self.settings = settings
+        self.questions = questions
+        self.retrieval = retrieval or RetrievalConfig()
         self.root = settings.knowledge_dir.resolve()
         self._client = client
         self._embeddings = embeddings
@@ -214,6 +249,10 @@ class KnowledgeIndex:
             settings.embeddings_provider, embedding_model_name(settings)
         )
         self._collection: Any = None
+        self._units: Any = None
+        self._writes = 0  # changes made here, so the lexical indexes know to rebuild
+        self._counted: tuple[float, int, int] | None = None
+        self._lexical = LexicalCorpora(self._lexical_texts)
         self._own_client = client is None  # only a store opened here may be moved and rebuilt
         self.notices: list[str] = []  # what opening the store found and did
         self._rebuilt: IngestReport | None = None
@@ -233,6 +272,26 @@ class KnowledgeIndex:
             except _UnusableStore as problem:
                 self._rebuild(str(problem))
         return self._collection
+
+    @property
+    def units(self) -> Any:
+        """The collection of windows and questions, beside the passages' collection."""
+        if self._units is None:
+            collection = self.collection
+            try:
+                self._units = self._client.get_or_create_collection(  # type: ignore[union-attr]
+                    name=f"{self.collection_name}-units",
+                    embedding_function=chroma_embedding_function(self.settings),
+                    metadata={"hnsw:space": "cosine", "units": UNITS_VERSION},
+                )
+            except Exception as exc:  # chroma raises many types
+                raise KnowledgeError(
+                    f"cannot use the Chroma collection {collection.name}-units: {_reason(exc)}",
+                    hint="check the Chroma server (CHROMA_HOST)"
+                    if self.settings.chroma_host
+                    else f"check the permissions of {self.settings.chroma_dir}",
+                ) from exc
+        return self._units
 
     def _open(self) -> Any:
         """Open (or create) the collection and check that it fits the configured embeddings.
@@ -306,6 +365,7 @@ class KnowledgeIndex:
             with contextlib.suppress(Exception):  # a half-opened client may not close
                 self._client.close()  # type: ignore[attr-defined]
             self._client = None
+        self._units = None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside, n = where.with_name(f"{where.name}.broken-{stamp}"), 1
         while aside.exists():
@@ -409,15 +469,22 @@ class KnowledgeIndex:
                 # A file that became unusable keeps its last good chunks; it is reported as skipped.
                 continue
             self.collection.delete(where={"doc_id": doc_id})
+            self.units.delete(where={"doc_id": doc_id})
+            self._writes += 1
             report.removed.append(doc_id)
 
         report.chunks_total = self.collection.count()
+        if self.questions is not None:
+            report.notices += self.questions.notices
+            self.questions.notices = []
         report.seconds = time.perf_counter() - started
         return report
 
     def _write_document(self, doc: KnowledgeDocument, doc_hash: str) -> int:
         chunks = chunk_text(doc.body, doc.meta.title, self.settings.chunk_tokens)
         self.collection.delete(where={"doc_id": doc.doc_id})
+        self.units.delete(where={"doc_id": doc.doc_id})
+        self._writes += 1
         if not chunks:
             return 0
         base_meta = {
@@ -441,7 +508,27 @@ class KnowledgeIndex:
         self.collection.add(
             ids=ids, documents=[c.text for c in chunks], metadatas=metadatas, embeddings=vectors
         )
+        units = [
+            unit
+            for chunk_id, c in zip(ids, chunks, strict=True)
+            for unit in (
+                *window_units(chunk_id, c.text),
+                *question_units(chunk_id, c.text, doc.meta.title, c.section, self.questions),
+            )
+        ]
+        self._add_units(units, {"doc_id": doc.doc_id, "doc_hash": doc_hash})
         return len(chunks)
+
+    def _add_units(self, units: list[Unit], base_meta: dict[str, Any]) -> None:
+        if not units:
+            return
+        vectors = self.embeddings.embed_documents([u.text for u in units])
+        self.units.add(
+            ids=[u.id for u in units],
+            documents=[u.text for u in units],
+            metadatas=[{**base_meta, **u.metadata} for u in units],
+            embeddings=vectors,
+        )
 
     def status(self) -> IndexStatus:
         """Compare the index with the files on disk (no writes)."""
@@ -460,26 +547,117 @@ class KnowledgeIndex:
         )
 
     def search(
-        self, query: str, k: int = 4, where: dict[str, Any] | None = None
+        self, query: str, k: int = 4, config: RetrievalConfig | None = None
     ) -> list[RetrievedChunk]:
-        """The ``k`` chunks most similar to ``query``, best first."""
+        """The ``k`` passages that best match ``query``, best first (``config``: the index's)."""
         if not query.strip():
             raise KnowledgeError("the query is empty", hint="ask a question in words")
         if k < 1:
             raise KnowledgeError("k must be at least 1")
+        config = config or self.retrieval
         vector = self.embeddings.embed_query(query)
-        result = self.collection.query(
-            query_embeddings=[vector],
-            n_results=k,
-            where=where,
-            include=["documents", "metadatas", "distances"],
+        rankings = {**self._dense_rankings(vector, config), **self._lexical_rankings(query, config)}
+        matches = fuse(rankings, config, k)
+        if not matches:
+            return []
+        got = self.collection.get(
+            ids=[m.chunk_id for m in matches], include=["documents", "metadatas", "embeddings"]
         )
-        hits: list[RetrievedChunk] = []
-        for text, meta, distance in zip(
-            result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
-        ):
-            public = {k2: v for k2, v in (meta or {}).items() if k2 not in {"doc_hash"}}
+        rows = {
+            i: (text or "", meta or {}, emb)
+            for i, text, meta, emb in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+            )
+        }
+        hits = []
+        for m in matches:
+            if m.chunk_id not in rows:  # removed since the lexical index was built
+                continue
+            text, meta, emb = rows[m.chunk_id]
+            found = matched_spans(query, text, m.windows)
             hits.append(
-                RetrievedChunk(text=text or "", score=1.0 - float(distance), metadata=public)
+                RetrievedChunk(
+                    text=text,
+                    score=float(cosine(vector, emb)[0]),
+                    metadata={k2: v for k2, v in meta.items() if k2 != "doc_hash"},
+                    sentences=tuple(text[a:b] for a, b in found),
+                    spans=found,
+                    fused=m.fused,
+                    found_by=m.found_by,
+                )
             )
         return hits
+
+    def _dense_rankings(self, vector: list[float], config: RetrievalConfig) -> dict[str, list[str]]:
+        """``dense:<kind>`` -> ids, nearest first, from Chroma."""
+        wanted = {n.split(":")[1] for n in config.lists if n.startswith("dense:")}
+        rankings: dict[str, list[str]] = {}
+        if "chunk" in wanted:
+            found = self.collection.query(
+                query_embeddings=[vector], n_results=config.depth, include=[]
+            )
+            rankings["dense:chunk"] = list(found["ids"][0])
+        unit_kinds = wanted - {"chunk"}
+        if unit_kinds:
+            found = self.units.query(
+                query_embeddings=[vector],
+                n_results=config.depth * (len(KINDS) - 1),
+                include=[],
+            )
+            for unit_id in found["ids"][0]:
+                kind = unit_kind(unit_id)
+                if kind in unit_kinds:
+                    rankings.setdefault(f"dense:{kind}", []).append(unit_id)
+        return rankings
+
+    def _lexical_rankings(self, query: str, config: RetrievalConfig) -> dict[str, list[str]]:
+        """``lexical:<kind>`` -> ids, best BM25 score first."""
+        wanted = [n.split(":")[1] for n in config.lists if n.startswith("lexical:")]
+        if not wanted:
+            return {}
+        corpora = self._lexical.get(self._version())
+        rankings = {}
+        for kind in wanted:
+            corpus = corpora.get(kind)
+            if corpus is not None:
+                found = corpus.index.search(query, config.depth)
+                rankings[f"lexical:{kind}"] = [corpus.ids[i] for i, _ in found]
+        return rankings
+
+    def _lexical_texts(self) -> dict[str, tuple[list[str], list[str], list[str]]]:
+        """kind -> (ids, passage ids, texts) of everything indexed, for BM25."""
+        out: dict[str, tuple[list[str], list[str], list[str]]] = {
+            kind: ([], [], []) for kind in KINDS
+        }
+        for ids, texts, metas in _pages(self.collection):
+            for i, text, meta in zip(ids, texts, metas, strict=True):
+                section, title = meta.get("section"), meta.get("title")
+                lead = f"{section}\n" if section and section != title else ""
+                out["chunk"][0].append(i)
+                out["chunk"][1].append(i)
+                out["chunk"][2].append(lead + (text or ""))
+        for ids, texts, metas in _pages(self.units):
+            for i, text, meta in zip(ids, texts, metas, strict=True):
+                kind = str(meta.get("kind"))
+                if kind in out:
+                    out[kind][0].append(i)
+                    out[kind][1].append(str(meta.get("chunk_id")))
+                    out[kind][2].append(text or "")
+        return out
+
+    def _version(self) -> tuple[int, int, int]:
+        """What the lexical indexes were built from: this process's writes, and the
+        collections' sizes (re-read at most every few seconds: another process writing to a
+        Chroma server is seen then)."""
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[0] > COUNT_EVERY_S:
+            self._counted = (now, self.collection.count(), self.units.count())
+        return self._counted[1], self._counted[2], self._writes
+
+
+def _pages(collection: Any, page: int = 5000) -> Any:
+    """(ids, documents, metadatas) of a collection, a page at a time."""
+    total = collection.count()
+    for offset in range(0, total, page):
+        got = collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+        yield got["ids"], got["documents"], [m or {} for m in got["metadatas"]]

@@ -11,7 +11,8 @@ from pydantic import ConfigDict
 
 
 class KnowledgeRetriever(BaseRetriever):
-    """Returns the top ``k`` passages as Documents; the score is in ``metadata['score']``."""
+    """Returns the top ``k`` passages as Documents; the score is in ``metadata['score']``, the
+    matched sentences in ``metadata['sentences']``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -24,7 +25,10 @@ class KnowledgeRetriever(BaseRetriever):
     ) -> list[Document]:
         hits = self.index.search(query, k=self.k)
         return [
-            Document(page_content=h.text, metadata={**h.metadata, "score": h.score})
+            Document(
+                page_content=h.text,
+                metadata={**h.metadata, "score": h.score, "sentences": list(h.sentences)},
+            )
             for h in hits
             if h.score >= self.min_score
         ]
