@@ -187,7 +187,7 @@ def cli_coach(tmp_path, index, monkeypatch):
     """The CLI's coach on a fake model and the shared index; sessions saved under tmp_path."""
     settings = make_settings(tmp_path, knowledge_dir=PROJECT_ROOT / "knowledge")
     monkeypatch.setattr(common, "get_settings", lambda: settings)
-    monkeypatch.setattr("bot.knowledge.KnowledgeIndex", lambda settings: index)
+    monkeypatch.setattr("bot.knowledge.KnowledgeIndex", lambda settings, **_: index)
     RecordingModel.prompts = []
     monkeypatch.setattr(
         "bot.llm.make_chat_model", lambda settings, **kw: RecordingModel(responses=[GOOD])

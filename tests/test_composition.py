@@ -90,7 +90,7 @@ def test_cli_uses_the_configured_prompts(tmp_path, knowledge_copy, index, monkey
         tmp_path, prompts_dir=marked_prompts(tmp_path), knowledge_dir=PROJECT_ROOT / "knowledge"
     )
     monkeypatch.setattr(common, "get_settings", lambda: settings)
-    monkeypatch.setattr("bot.knowledge.KnowledgeIndex", lambda settings: index)
+    monkeypatch.setattr("bot.knowledge.KnowledgeIndex", lambda settings, **_: index)
     monkeypatch.setattr("bot.llm.make_chat_model", lambda settings, **kw: Recorder(responses=["x"]))
     asked = CliRunner().invoke(cli.app, ["ask", "Who won the football?", "--json", "--no-save"])
     assert asked.exit_code == 0, asked.output

@@ -38,8 +38,11 @@ def out_of_scope_reason(
     own_docs = [h for h in hits if not str(h.metadata.get("doc_id", "")).startswith("articles/")]
     if _COMPANY_FACT.search(question) and not any(h.score >= 0.5 for h in own_docs):
         return "company"
-    if not hits or hits[0].score < min_score:
+    # The best evidence, not the first hit: fused ranks put a passage first by its windows
+    # and questions, while ``score`` is the whole passage's cosine similarity to the query.
+    best = max((h.score for h in hits), default=0.0)
+    if best < min_score:
         return "off_topic"
-    if not _DOMAIN.search(query or question) and hits[0].score < 0.35:
+    if not _DOMAIN.search(query or question) and best < 0.35:
         return "off_topic"
     return None
