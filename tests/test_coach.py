@@ -459,3 +459,33 @@ def test_context_sentences_come_from_different_passages(index, engine):
     )
     assert [c["number"] for c in context] == [1, 2]
     assert [c.metadata["title"] for c in citations] == ["A", "B"]
+
+
+def test_a_passage_sentence_that_is_a_question_is_never_context(index, engine):
+    """An article's rhetorical question is no evidence: it is never shown, so never the Why."""
+    from bot.coach.context import select_context
+    from bot.knowledge.index import RetrievedChunk
+
+    hit = RetrievedChunk(
+        "So how do we get the customer to calm down when they are shouting at us? "
+        "Let the shouting customer finish, then tell them their anger makes sense.",
+        0.6,
+        {"title": "A"},
+    )
+    coach = coach_with([GOOD], index, engine)
+    _, context = select_context(coach.embed, "A customer is shouting at me", [hit], 2)
+    assert context and all("?" not in c["full"] for c in context)
+
+
+def test_the_better_ranked_passage_is_cited_over_a_slightly_closer_sentence(index, engine):
+    """The hybrid search's rank counts more than one sentence's own similarity to the query."""
+    from bot.coach.context import select_context
+    from bot.knowledge.index import RetrievedChunk
+
+    hits = [
+        RetrievedChunk("Let an angry caller finish before you say anything.", 0.5, {"title": t})
+        for t in ("first", "second", "third")
+    ] + [RetrievedChunk("An angry caller should be allowed to finish.", 0.5, {"title": "last"})]
+    coach = coach_with([GOOD], index, engine)
+    citations, _ = select_context(coach.embed, "should an angry caller finish", hits, 2)
+    assert [c.metadata["title"] for c in citations] == ["first", "second"]

@@ -16,13 +16,20 @@ from bot.knowledge.index import RetrievedChunk
 Embed = Callable[[list[str]], np.ndarray]
 
 
+# How much a passage's retrieval rank counts against a sentence's own similarity to the query
+# (per rank step). Chosen on the coach questions' train and dev splits (docs/COACH.md): the
+# hybrid search ranks the answering passage better than one sentence's MiniLM similarity does.
+RANK_PRIOR = 0.15
+
+
 def _candidates(hits: list[RetrievedChunk]) -> list[tuple[int, str]]:
-    """(passage rank, sentence) for every sentence of five words or more."""
+    """(passage rank, sentence) for every sentence of five words or more that is not itself a
+    question: an article's rhetorical question ("So how do we ...?") is no evidence."""
     candidates: list[tuple[int, str]] = []
     for rank, hit in enumerate(hits):
         for start, end in split_sentences(hit.text):
             sentence = hit.text[start:end].strip()
-            if len(sentence.split()) >= 5:
+            if len(sentence.split()) >= 5 and not sentence.rstrip("\"'”’)").endswith("?"):
                 candidates.append((rank, sentence))
     return candidates
 
@@ -53,7 +60,7 @@ def select_context(
         return [], []
     vectors = embed([query] + [c[1] for c in candidates])
     sims = vectors[1:] @ vectors[0]
-    sims = sims + np.array([0.02 * (len(hits) - rank) for rank, _ in candidates])  # rank prior
+    sims = sims + np.array([RANK_PRIOR * (len(hits) - rank) for rank, _ in candidates])
     chosen = _choose(np.argsort(-sims).tolist(), candidates, max_sentences)
     ranks_used: list[int] = []
     for i in sorted(chosen, key=lambda j: candidates[j][0]):
