@@ -250,7 +250,8 @@ def test_cli_ask_conversation_in_the_terminal(cli_coach):
         cli.app, ["ask"], input="He is shouting about his parcel\nand if he goes on?\n"
     )
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("Say: You have every right to be upset") == 4  # streamed, final
+    # one answer per question: the streamed draft is replaced by the checked answer
+    assert result.stdout.count("Say: You have every right to be upset") == 2
     assert "Saved as session" in result.stdout
 
 
@@ -489,3 +490,23 @@ def test_the_better_ranked_passage_is_cited_over_a_slightly_closer_sentence(inde
     coach = coach_with([GOOD], index, engine)
     citations, _ = select_context(coach.embed, "should an angry caller finish", hits, 2)
     assert [c.metadata["title"] for c in citations] == ["first", "second"]
+
+
+def test_cli_ask_in_a_terminal_prints_the_answer_once_after_its_draft(cli_coach, monkeypatch):
+    """In a real terminal the draft streams in a transient area, then only the checked answer
+    stays on screen (issue 16: no draft-then-final)."""
+    import io
+
+    from rich.console import Console
+
+    from bot.cli import main as cli_main
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100, color_system=None)
+    monkeypatch.setattr(cli_main, "console", terminal)
+    result = CliRunner().invoke(cli.app, ["ask", "--no-save", "He is shouting about his parcel"])
+    assert result.exit_code == 0, result.output
+    shown = screen.getvalue()
+    final = shown.rsplit("\x1b[2K", 1)[-1]  # what stays after the live area is erased
+    assert final.count("Say: You have every right to be upset") == 1
+    assert shown.count("Say: You have every right to be upset") >= 2  # the draft was streamed

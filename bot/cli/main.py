@@ -8,6 +8,7 @@ in the app. The shared helpers are in bot/cli/common.py; this module registers e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -509,6 +510,28 @@ def score(
 # --------------------------------------------------------------------------- ask
 
 
+class _Draft:
+    """What the terminal shows while the coach writes: its sources and the draft so far."""
+
+    def __init__(self) -> None:
+        self.sources = ""
+        self.text = ""
+        self.reworded = False
+
+    def add(self, event: CoachEvent) -> None:
+        if event.type == "citations" and event.citations:
+            names = ", ".join(f"[{c.number}] {c.metadata.get('title')}" for c in event.citations)
+            self.sources = f"sources: {names}"
+        elif event.type == "token":
+            self.text += event.text
+        elif event.type == "restart":
+            self.text, self.reworded = "", True
+
+    def __rich__(self) -> Text:
+        note = "(rewording: the first suggestion broke the guidance)\n" if self.reworded else ""
+        return line((self.sources + "\n", "dim"), (note, "yellow"), (self.text, "dim"))
+
+
 class _Coaching:
     """A CoachRun driven from the terminal: one question, or one after another."""
 
@@ -527,31 +550,29 @@ class _Coaching:
         return cls(run, as_json)
 
     def answer(self, question: str) -> CoachAnswer:
-        """Stream the coach's answer to ``question`` (printed unless --json); keeps the history."""
+        """The coach's answer to ``question``, printed once (unless --json); keeps the history.
+
+        While the model writes, its draft streams in a transient area of the terminal that the
+        checked answer then replaces, so the answer is never printed twice."""
+        from rich.live import Live
+
         final = None
-        for event in self.run.stream(question):
-            if event.type == "answer":
-                final = event.answer
-            elif not self.as_json:
-                self._print_event(event)
+        draft = _Draft()
+        live = Live(draft, console=console, transient=True, auto_refresh=False)
+        with live if not self.as_json else contextlib.nullcontext():
+            for event in self.run.stream(question):
+                if event.type == "answer":
+                    final = event.answer
+                elif not self.as_json:
+                    draft.add(event)
+                    live.refresh()
         assert final is not None
         if not self.as_json:
             self._print_answer(final)
         self.saving.show(final.notices + self.run.save.take_notices())
         return final
 
-    def _print_event(self, event: CoachEvent) -> None:
-        if event.type == "citations" and event.citations:
-            names = ", ".join(f"[{c.number}] {c.metadata.get('title')}" for c in event.citations)
-            console.print(line((f"sources: {names}", "dim")))
-        elif event.type == "token":
-            console.print(line(event.text), end="")
-        elif event.type == "restart":
-            console.print("\n[yellow](rewording: the first suggestion broke the guidance)[/]")
-
     def _print_answer(self, final: CoachAnswer) -> None:
-        console.print()
-        console.rule()
         console.print(line(final.answer))
         for c in final.citations:
             meta = c.metadata
