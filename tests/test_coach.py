@@ -510,3 +510,12 @@ def test_cli_ask_in_a_terminal_prints_the_answer_once_after_its_draft(cli_coach,
     final = shown.rsplit("\x1b[2K", 1)[-1]  # what stays after the live area is erased
     assert final.count("Say: You have every right to be upset") == 1
     assert shown.count("Say: You have every right to be upset") >= 2  # the draft was streamed
+
+
+def test_avoid_only_when_the_question_is_about_a_trigger(index, engine):
+    """An Avoid line that has nothing to do with the question teaches the wrong thing."""
+    coach = coach_with([GOOD], index, engine)
+    avoid, avoid_id, _ = coach._avoid_for("They've pushed right back on it. Now what?")
+    assert avoid is None and avoid_id is None
+    _, avoid_id, _ = coach._avoid_for("customer is shouting, is it ok to tell them to calm down?")
+    assert avoid_id == "tell_to_calm_down"

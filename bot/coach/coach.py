@@ -73,6 +73,13 @@ class _Draft:
     notices: list[str] = field(default_factory=list)  # from the model (a fallback stood in)
 
 
+# An Avoid line only when the question is about a trigger: one of its catalogue patterns is in
+# the question, or the example classifier is this sure. At the old bar (0.25) most of the
+# labelled train/dev questions with no trigger in them got one ("They've pushed right back on
+# it. Now what?" -> excuses and blame); docs/COACH.md.
+AVOID_MIN_PROBABILITY = 0.7
+
+
 class Coach:
     """Answers agents' questions from the knowledge index."""
 
@@ -132,7 +139,7 @@ class Coach:
         )
         if candidate is None:
             likeliest = self.guidance.likeliest(question, "avoid")
-            if likeliest is not None and likeliest[1] >= 0.25:
+            if likeliest is not None and likeliest[1] >= AVOID_MIN_PROBABILITY:
                 candidate = likeliest[0]
         if candidate is None:
             return None, None, None
