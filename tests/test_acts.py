@@ -159,20 +159,3 @@ def test_a_hedged_offer_is_never_accepted(text):
     outcome = rules_in(state).apply([], text, False)
     assert outcome.beat == "reject_offer" and outcome.outcome is None
     assert state.anger == 5
-
-
-def test_a_line_that_may_hold_a_trigger_never_calms_the_customer():
-    """A sure validation with a trigger the engine only half-sees ("I get why you're upset,
-    but technically you cancelled the wrong plan") earns no listening credit: a bad line never
-    lowers anger. The half-seen trigger does not anger them either, and costs no patience."""
-    from bot.guidance.engine import Detection
-
-    text = "I totally understand why you'd be upset, but technically you got it wrong."
-    validate = Detection("validate_feelings", "do", "Validate", 0.95, text[:40], 0, 40, "pattern")
-    plain = rules_in(MoodState(anger=7, patience=6))
-    plain.apply([validate], text, off_script=False)
-    doubted = rules_in(MoodState(anger=7, patience=6))
-    outcome = doubted.apply([validate], text, off_script=False, doubted=["argue_contradict"])
-    assert plain.state.anger < 7, "the test needs a line that calms when nothing is doubted"
-    assert doubted.state.anger == 7 and doubted.state.patience == 6
-    assert any(c.cause == "argue_contradict" for c in outcome.changes)

@@ -10,7 +10,6 @@ make them angrier (000), and the main bone of contention comes last (004 step 2)
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.guidance.catalogue import CustomerRules
@@ -83,19 +82,8 @@ class MoodRules:
         self.state = state
         self.acts = acts  # without act cues, only the behaviours and offers are read
 
-    def apply(
-        self,
-        detections: list[Detection],
-        trainee: str,
-        off_script: bool,
-        doubted: Sequence[str] = (),
-    ) -> RulesOutcome:
-        """Update the state from what the trainee did and choose the customer's beat.
-
-        ``detections`` are what the engine is sure of; ``doubted`` names the triggers it only
-        half-sees in the same line. Those never anger the customer, but they withhold the
-        line's listening credit: a line that may hold a trigger never calms them (a
-        validation with "but it's your fault" tacked on is not listening)."""
+    def apply(self, detections: list[Detection], trainee: str, off_script: bool) -> RulesOutcome:
+        """Update the state from what the trainee did and choose the customer's beat."""
         self.state.turn += 1
         turn = _Turn(self.state)
         avoid = [d for d in detections if d.kind == "avoid"]
@@ -105,10 +93,7 @@ class MoodRules:
         self._triggers(turn, avoid)
         offer = not off_script and self.is_offer(trainee, detections)
         move = self._move(trainee, detections, offer)
-        if doubted and listening and not avoid and not off_script:
-            turn.note("heard", 0, doubted[0], "no listening credit: the line may also hold "
-                      "a trigger")  # fmt: skip
-        elif not avoid and not off_script:
+        if not avoid and not off_script:
             self._listening(turn, listening, detections, move)
         if offer:
             self.state.offer_made = True

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -106,14 +106,10 @@ class CustomerSimulator:
         return turns[-1].customer if turns else self.scenario.opening_line
 
     def apply_rules(
-        self,
-        detections: list[Detection],
-        trainee: str,
-        off_script: bool,
-        doubted: Sequence[str] = (),
+        self, detections: list[Detection], trainee: str, off_script: bool
     ) -> RulesOutcome:
         """Update the state from what the trainee did and choose the customer's beat."""
-        return self.rules.apply(detections, trainee, off_script, doubted)
+        return self.rules.apply(detections, trainee, off_script)
 
     def instruction_text(self, instruction: Instruction) -> str:
         key, variables = instruction
@@ -242,9 +238,7 @@ class CustomerSimulator:
         # Only what the engine is sure of moves the customer (a "possible" trigger never
         # angers them, a "possible" credit never soothes them); every detection is kept.
         before = self.state.model_copy()
-        sure = [d for d in detections if d.certain]
-        doubted = [d.behaviour_id for d in detections if d.kind == "avoid" and not d.certain]
-        rules = self.apply_rules(sure, trainee, off_script, doubted)
+        rules = self.apply_rules([d for d in detections if d.certain], trainee, off_script)
         self.model_error = self.model_notice = None
         try:
             line, attempts, fallback, first_token = self._generate(trainee, rules, on_token)
