@@ -4,7 +4,8 @@ The split is by a hash of author, text and context, as for the first four author
 dev lines are appended to evals/data/guidance/{train,dev}.yaml; test lines go to a NEW frozen
 file (``--test-out``), since evals/data/guidance/test.yaml is frozen by hash. Lines already in
 any split (same text and context) are skipped, and every label is checked against the label
-vocabulary (the catalogue's behaviour ids) before anything is written.
+vocabulary (the catalogue's behaviour ids, by the loader every report uses) before anything
+is written.
 
 Usage: .venv/bin/python scripts/split_labelled.py --test-out evals/data/guidance/test-2.yaml
        AUTHOR_FILE.yaml [...]   (the author id is the file name's last part: author-g.yaml -> g)
@@ -20,7 +21,9 @@ from pathlib import Path
 import yaml
 
 from bot.config import PROJECT_ROOT
+from bot.errors import DataValidationError
 from bot.guidance.catalogue import load_catalogue
+from bot.guidance.metrics import load_labelled
 
 GUIDANCE = PROJECT_ROOT / "evals" / "data" / "guidance"
 ACTS = {
@@ -43,10 +46,10 @@ def load(path: Path) -> list[dict]:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or [] if path.exists() else []
 
 
-def checked(item: dict, ids: set[str], where: str) -> dict:
-    unknown = set(item.get("expect") or []) - ids
-    if unknown or not str(item.get("text", "")).strip() or item.get("act") not in ACTS:
-        raise SystemExit(f"{where}: bad item (unknown {sorted(unknown)}, act {item.get('act')})")
+def checked(item: dict, where: str) -> dict:
+    """The item's fields to keep (its labels were validated by ``load_labelled``)."""
+    if item.get("act") not in ACTS:
+        raise SystemExit(f"{where}.act: unknown act {item.get('act')!r}")
     return {k: item[k] for k in FIELDS if item.get(k) not in (None, "")} | {
         "expect": list(item.get("expect") or [])
     }
@@ -63,8 +66,12 @@ def main(argv: list[str]) -> int:
     new: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
     for path in args.files:
         author = path.stem.rsplit("-", 1)[-1]
+        try:  # text, labels and category, as every report reads them
+            load_labelled(path, ids)
+        except DataValidationError as exc:
+            raise SystemExit(str(exc)) from exc
         for n, raw in enumerate(load(path)):
-            item = checked(raw | {"author": author}, ids, f"{path}[{n}]")
+            item = checked(raw | {"author": author}, f"{path}: [{n}]")
             key = f"{item['text']}|{item.get('context', '')}"
             if key not in seen:
                 seen.add(key)
