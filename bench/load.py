@@ -125,6 +125,7 @@ COACH: str = _APP["COACH"]
 FRIENDLY_PREFIX: str = _APP["FRIENDLY_FAILURE"].split("{reason}")[0]
 SAVE_FAILED: str = _SERVICE["SAVE_FAILED"]
 SAVE_FAILED_ERROR = "save failed notice"
+# The line bot.store.journal logs when the database is back and the journal is saved.
 JOURNAL_REPLAYED = re.compile(r"the database is back: (\d+) journalled write")
 OUTAGE_FLAG_ENV = "COACHBOT_FAKE_DB_OUTAGE_FLAG"  # read by bench/load_app.py
 JOURNAL_FILE = "pending_writes.sqlite3"  # bot.store.journal.JOURNAL_FILE
