@@ -159,3 +159,11 @@ def test_a_hedged_offer_is_never_accepted(text):
     outcome = rules_in(state).apply([], text, False)
     assert outcome.beat == "reject_offer" and outcome.outcome is None
     assert state.anger == 5
+
+
+def test_an_offer_names_a_term_through_a_possessive():
+    """Issue 15's ignored offer: "cover the bank's charge" offers the bank fee term."""
+    offered = move("I'll refund the duplicate payment today and cover the bank's charge.", True)
+    assert {t.name for t in offered.offer.offered} == {
+        "the duplicate £186 refunded today", "the bank's £25 fee covered"}  # fmt: skip
+    assert offered.offer.fair

@@ -100,6 +100,14 @@ class TraineeMove:
     offer: OfferReading | None = None
 
 
+_POSSESSIVE = re.compile(r"(?<=\w)['’]s\b", re.I)
+
+
+def _plain(text: str) -> str:
+    """Lower case, possessives dropped: "cover the bank's charge" offers the "bank charge"."""
+    return _POSSESSIVE.sub("", text.lower())
+
+
 def _words(text: str) -> set[str]:
     """Lower-case words; an amount counts with and without its currency sign (£186, 186)."""
     words = {w.lower().strip(".,") for w in _WORD.findall(text)}
@@ -108,8 +116,8 @@ def _words(text: str) -> set[str]:
 
 def _mentions(text: str, words: set[str], keyword: str) -> bool:
     """A keyword of one word matches a word of the line; a phrase matches as a substring."""
-    key = keyword.lower().strip()
-    return key in text.lower() if " " in key else key in words
+    key = _plain(keyword.strip())
+    return key in _plain(text) if " " in key else key in words
 
 
 def asked_fact(text: str, scenario: Scenario, cues: ActCatalogue) -> Fact | None:
