@@ -74,9 +74,9 @@ class _Draft:
 
 
 # An Avoid line only when the question is about a trigger: one of its catalogue patterns is in
-# the question, or the example classifier is this sure. At the old bar (0.25) most of the
-# labelled train/dev questions with no trigger in them got one ("They've pushed right back on
-# it. Now what?" -> excuses and blame); docs/COACH.md.
+# the question, or the example classifier is this sure. At the old bar (0.25), 20 of the 57
+# labelled train/dev questions with no trigger pattern got one, most unrelated to the question
+# ("They've pushed right back on it. Now what?" -> excuses and blame); docs/COACH.md.
 AVOID_MIN_PROBABILITY = 0.7
 
 
