@@ -45,6 +45,7 @@ import ast
 import asyncio
 import contextlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -117,7 +118,8 @@ def _constants(path: Path, names: set[str]) -> dict[str, str]:
 
 
 _APP = _constants(
-    PROJECT_ROOT / "bot" / "web" / "app.py", {"PRACTICE", "COACH", "FRIENDLY_FAILURE"}
+    PROJECT_ROOT / "bot" / "web" / "app.py",
+    {"PRACTICE", "COACH", "FRIENDLY_FAILURE", "CLASS_FULL"},
 )
 _SERVICE = _constants(PROJECT_ROOT / "bot" / "service.py", {"SAVE_FAILED"})
 PRACTICE: str = _APP["PRACTICE"]
@@ -125,6 +127,20 @@ COACH: str = _APP["COACH"]
 FRIENDLY_PREFIX: str = _APP["FRIENDLY_FAILURE"].split("{reason}")[0]
 SAVE_FAILED: str = _SERVICE["SAVE_FAILED"]
 SAVE_FAILED_ERROR = "save failed notice"
+CLASS_FULL_PREFIX: str = _APP["CLASS_FULL"].split("{limit}")[0]
+# bot.llm.queue.describe_position: the note a line waiting for the model shows (then removed)
+QUEUE_NOTE_MARKERS = ("You are next", "ahead of you")
+CONVERSATION_OVER = ("The conversation is over", "This session has ended")
+CLASSROOM_LINES = (
+    "I'm so sorry this happened, that sounds really upsetting. Tell me more.",
+    "That must be so frustrating. What happened next?",
+    "So if I've got this right, you're left without what you paid for. Is that it?",
+    "I understand why you're angry. How has this affected you?",
+    "Is there anything else about this that's worrying you?",
+    "Thank you for explaining. What would feel fair to you?",
+    "I can send a replacement today and refund the delivery charge. Would that work for you?",
+    "Thank you for bearing with me. I'll email you tomorrow to make sure it's all sorted.",
+)
 # The line bot.store.journal logs when the database is back and the journal is saved.
 JOURNAL_REPLAYED = re.compile(r"the database is back: (\d+) journalled write")
 OUTAGE_FLAG_ENV = "COACHBOT_FAKE_DB_OUTAGE_FLAG"  # read by bench/load_app.py
@@ -257,6 +273,7 @@ class Reply:
     first_token_s: float | None = None
     complete_s: float | None = None
     text: str = ""
+    queue_notes: int = 0  # "You are next" / "n turns ahead of you" notes while it waited
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -276,6 +293,7 @@ class SessionReport:
     sent: list[str] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    turned_away: bool = False  # the class was full: the app said so at the chat start
 
     @property
     def lost(self) -> int:
@@ -408,7 +426,9 @@ class ChatClient:
             reply.errors.append(f"no complete reply within {timeout:.0f} s")
         tokens = [t for t, name, _ in window if name == "stream_token"]
         steps = self.messages(mark)
-        said = [m for m in steps if m.get("type") == "assistant_message"]
+        notes = [m for m in steps if _is_queue_note(m.get("output", ""))]
+        reply.queue_notes = len(notes)
+        said = [m for m in steps if m.get("type") == "assistant_message" and m not in notes]
         if tokens:
             reply.first_token_s = tokens[0] - sent_at
         elif done and said:
@@ -435,6 +455,10 @@ class ChatClient:
             with contextlib.suppress(Exception):  # the server may be gone already
                 await asyncio.wait_for(self.sio.emit("clear_session"), 5)
                 await asyncio.wait_for(self.sio.disconnect(), 10)
+
+
+def _is_queue_note(text: str) -> bool:
+    return any(marker in text for marker in QUEUE_NOTE_MARKERS)
 
 
 def lines_for(profile: str, session: int, count: int) -> list[str]:
@@ -483,6 +507,78 @@ async def run_session(
         if client.disconnected and not client.closing:
             report.errors.append("the server disconnected the session")
         await client.close()
+
+
+async def _start_chat(client: ChatClient, report: SessionReport, timeout: float) -> bool:
+    """Connect and wait for the customer's opening line; False (with the reason in ``report``)
+    when the chat did not start, or the class was full."""
+    started = time.perf_counter()
+    try:
+        await client.connect(min(30.0, timeout))
+    except Exception as exc:
+        report.errors.append(f"could not connect: {type(exc).__name__}: {exc}")
+        return False
+    if not await client.wait_for_start(timeout):
+        report.errors.append(f"the chat start did not end within {timeout:.0f} s")
+        return False
+    report.start_s = time.perf_counter() - started
+    if any(CLASS_FULL_PREFIX in m.get("output", "") for m in client.messages(0)):
+        report.turned_away = True
+        return False
+    if not client.seen("action"):
+        report.errors.append("the customer's opening line (with its actions) never came")
+        return False
+    return True
+
+
+async def _classroom_chat(
+    url: str, report: SessionReport, rng: random.Random, until: float, config: LoadConfig
+) -> bool:
+    """One practice chat of a classroom trainee: think, send, wait, until ``until``. True when
+    the conversation ended (the trainee then starts a new chat)."""
+    client = ChatClient(url, PRACTICE)
+    try:
+        if not await _start_chat(client, report, config.reply_timeout):
+            return False
+        for i, text in enumerate(CLASSROOM_LINES):
+            await asyncio.sleep(rng.uniform(*config.think_s))
+            if time.monotonic() >= until:
+                return False
+            report.sent.append(text)
+            reply = await client.ask(report.index, i, text, config.reply_timeout)
+            report.replies.append(reply)
+            if not reply.answered:
+                return False
+            if any(marker in reply.text for marker in CONVERSATION_OVER):
+                return True
+        return True  # every line said: a new chat, as a trainee would start
+    finally:
+        report.thread_id = client.thread_id
+        if client.disconnected and not client.closing:
+            report.errors.append("the server disconnected the session")
+        await client.close()
+
+
+async def run_classroom(
+    url: str, reports: list[SessionReport], config: LoadConfig, deadline: float
+) -> None:
+    """``config.sessions`` trainees, each sending a line ``config.think_s`` after every reply
+    for ``config.minutes``; each chat they open is one report (appended as it starts)."""
+    until = time.monotonic() + config.minutes * 60
+
+    async def trainee(number: int) -> None:
+        rng = random.Random(number)
+        while time.monotonic() < until:
+            report = SessionReport(len(reports), PRACTICE)
+            reports.append(report)
+            if not await _classroom_chat(url, report, rng, until, config):
+                return
+
+    tasks = [asyncio.create_task(trainee(n)) for n in range(config.sessions)]
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def run_sessions(
@@ -640,6 +736,10 @@ class LoadConfig:
     start_timeout: float = 180.0
     db_outage_s: float = 0.0  # the database is away this long from the start of the load
     journal_flush_s: float = 2.0  # the app's COACHBOT_JOURNAL_FLUSH_S
+    profile: str = "mixed"  # "classroom": practice only, a line every think_s, for minutes
+    minutes: float = 10.0
+    think_s: tuple[float, float] = (15.0, 30.0)
+    max_trainees: int | None = None  # the app's COACHBOT_MAX_TRAINEES
 
 
 @dataclass
@@ -729,6 +829,17 @@ class LoadOutcome:
         sent = sum(len(r.sent) for r in self.reports)
         return {
             "model": self.config.model,
+            "profile": self.config.profile,
+            "classroom": {
+                "minutes": self.config.minutes,
+                "think_s": list(self.config.think_s),
+                "max_trainees": self.config.max_trainees,
+                "chats": len(self.reports),
+                "turned_away": sum(r.turned_away for r in self.reports),
+                "replies_that_waited_with_a_note": sum(1 for x in self.replies() if x.queue_notes),
+            }
+            if self.config.profile == "classroom"
+            else None,
             "sessions": self.config.sessions,
             "messages_per_session": self.config.messages,
             "token_delay_s": self.config.token_delay if self.config.model == "fake" else None,
@@ -834,6 +945,8 @@ def run_load(config: LoadConfig, work_dir: Path) -> LoadOutcome:
         outage.flag if outage else None,
         config.journal_flush_s,
     )
+    if config.max_trainees is not None:
+        env["COACHBOT_MAX_TRAINEES"] = str(config.max_trainees)
     server = AppServer(TARGETS[config.model], env, outcome.log_path)
     try:
         started = time.perf_counter()
@@ -841,22 +954,11 @@ def run_load(config: LoadConfig, work_dir: Path) -> LoadOutcome:
         outcome.startup_s = round(time.perf_counter() - started, 2)
         outcome.warm_up = [SessionReport(-1, PRACTICE), SessionReport(-2, COACH)]
         asyncio.run(run_sessions(server.url, outcome.warm_up, 1, config.reply_timeout, deadline))
-        outcome.reports = [
-            SessionReport(i, profile) for i, profile in enumerate(_profiles(config.sessions))
-        ]
         started = time.perf_counter()
-        if outage is not None:
-            outage.begin()
-        asyncio.run(
-            run_sessions(
-                server.url,
-                outcome.reports,
-                config.messages,
-                config.reply_timeout,
-                deadline,
-                config.eager,
-            )
-        )
+        if config.profile == "classroom":
+            asyncio.run(run_classroom(server.url, outcome.reports, config, deadline))
+        else:
+            _run_mixed(server.url, outcome, config, deadline, outage)
         outcome.load_s = round(time.perf_counter() - started, 2)
         if outage is not None:  # the database comes back; the app's timer saves the journal
             outage.over.wait(max(0.0, deadline - time.monotonic()))
@@ -870,6 +972,30 @@ def run_load(config: LoadConfig, work_dir: Path) -> LoadOutcome:
         server.stop()
         outcome.peak_rss_mib = server.peak_rss_mib
         outcome.server_cpu_s = server.cpu_s
+    _check_after(outcome, data_dir, server, outage)
+    return outcome
+
+
+def _run_mixed(
+    url: str, outcome: LoadOutcome, config: LoadConfig, deadline: float, outage: Outage | None
+) -> None:
+    """Every session at once, practice and coach alternating, ``config.messages`` lines each."""
+    outcome.reports = [
+        SessionReport(i, profile) for i, profile in enumerate(_profiles(config.sessions))
+    ]
+    if outage is not None:
+        outage.begin()
+    asyncio.run(
+        run_sessions(
+            url, outcome.reports, config.messages, config.reply_timeout, deadline, config.eager
+        )
+    )
+
+
+def _check_after(
+    outcome: LoadOutcome, data_dir: Path, server: AppServer, outage: Outage | None
+) -> None:
+    """What the server log and the session store say once the server has stopped."""
     if outage is not None:
         outcome.journal_left = journal_count(data_dir)
         outcome.dead_letters = dead_letter_count(data_dir)
@@ -885,7 +1011,6 @@ def run_load(config: LoadConfig, work_dir: Path) -> LoadOutcome:
         )
     elif outcome.reports:
         outcome.persistence_problems.append(f"no session store at {data_dir / 'coachbot.db'}")
-    return outcome
 
 
 # --------------------------------------------------------------------------- the command
@@ -928,6 +1053,12 @@ def print_outcome(outcome: LoadOutcome) -> None:
             f"{outage['save_failed_notices']}; journal left {outage['journal_left']}, "
             f"dead letters {outage['dead_letters']}"
         )
+    if room := metrics["classroom"]:
+        print(
+            f"  classroom {room['minutes']:g} min: {room['chats']} chats, turned away "
+            f"{room['turned_away']}, replies that waited with a queue note "
+            f"{room['replies_that_waited_with_a_note']}"
+        )
     for problem in [*outcome.errors(), *outcome.persistence_problems, *outcome.tracebacks][:30]:
         print(f"  ! {problem}")
 
@@ -936,6 +1067,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(TARGETS), default="fake")
+    parser.add_argument(
+        "--profile",
+        choices=["mixed", "classroom"],
+        default="mixed",
+        help="mixed: practice and coach sessions at once, --messages lines each; classroom: "
+        "--sessions trainees, a line 15-30 s after each reply, for --minutes",
+    )
+    parser.add_argument("--minutes", type=float, default=10.0, help="classroom length")
+    parser.add_argument(
+        "--max-trainees", type=int, default=None, help="the app's COACHBOT_MAX_TRAINEES"
+    )
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--messages", type=int, default=3, help="lines per session")
     parser.add_argument("--timeout", type=float, default=600.0, help="global deadline, s")
@@ -970,14 +1112,21 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         sessions=args.sessions,
         messages=args.messages,
-        timeout=args.timeout,
+        timeout=max(args.timeout, args.minutes * 60 + 600)
+        if args.profile == "classroom"
+        else args.timeout,
         reply_timeout=args.reply_timeout,
         eager=args.eager,
         token_delay=args.token_delay,
         db_outage_s=args.db_outage,
         journal_flush_s=args.journal_flush,
+        profile=args.profile,
+        minutes=args.minutes,
+        max_trainees=args.max_trainees,
     )
     suffix = "-db-outage" if args.db_outage else ""
+    if args.profile == "classroom":
+        suffix = f"-classroom-{args.sessions}"
     result = BenchResult(
         name=f"load-{args.model}{suffix}",
         title=f"Concurrent web sessions ({args.model} model)",

@@ -76,6 +76,25 @@ class Settings(BaseSettings):
     max_tokens: int = Field(256, validation_alias="COACHBOT_MAX_TOKENS")
     repeat_penalty: float = Field(1.12, validation_alias="COACHBOT_REPEAT_PENALTY")
     seed: int | None = Field(None, validation_alias="COACHBOT_SEED")
+    prefix_cache_mb: int = Field(
+        1024,
+        ge=0,
+        validation_alias="COACHBOT_PREFIX_CACHE_MB",
+        description="RAM for saved session prefixes of the embedded model (0: off)",
+    )
+    queue_per_session: int = Field(
+        1,
+        ge=1,
+        validation_alias="COACHBOT_QUEUE_PER_SESSION",
+        description="turns one chat may have waiting for the embedded model",
+    )
+    max_trainees: int | None = Field(
+        None,
+        ge=1,
+        validation_alias="COACHBOT_MAX_TRAINEES",
+        description="practice sessions admitted at once on the embedded model "
+        "(unset: what `coachbot capacity` measured, else no limit)",
+    )
 
     data_dir: Path = Field(PROJECT_ROOT / "data", validation_alias="COACHBOT_DATA_DIR")
     cache_dir: Path = Field(

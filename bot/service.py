@@ -17,10 +17,14 @@ waits for it, and the scorecard is made from a snapshot of the finished transcri
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
@@ -32,7 +36,9 @@ from bot.config import PROJECT_ROOT, Settings
 from bot.errors import CoachbotError
 from bot.guidance.engine import GuidanceEngine
 from bot.inputs import clean_user_text
+from bot.llm.capacity import Admission
 from bot.llm.chat import ChatSession
+from bot.llm.queue import PositionCallback
 from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
 from bot.roleplay.acts import ActCatalogue, load_acts
@@ -251,7 +257,77 @@ class Services:
             seed,
             prompts=self.prompts,
             acts=self.trainee_acts,
+            attempt_budget=None if model is not None else self._attempt_budget(),
         )
+
+    def _attempt_budget(self) -> Callable[[], int] | None:
+        """Fewer model attempts per customer line while other turns wait for the embedded
+        model: one attempt less for each waiting turn, down to the trainer's line at once."""
+        queue = self.model_queue
+        if queue is None:
+            return None
+        return lambda: max(0, CustomerSimulator.max_attempts - queue.snapshot().waiting)
+
+    # ------------------------------------------------------------------ a classroom on one box
+
+    def model_slot(
+        self, owner: str, on_position: PositionCallback | None = None
+    ) -> AbstractContextManager[None]:
+        """Hold the embedded model for one whole turn, waiting in its first-come, first-served
+        queue (``on_position(n)``: n turns ahead). Every model call inside goes straight on, so
+        a turn's retries and candidates stay together. A no-op with an API model: its server
+        does the queueing."""
+        queue = self.model_queue
+        return queue.hold(owner, on_position) if queue is not None else nullcontext()
+
+    @property
+    def model_queue(self) -> Any:
+        """The embedded model's queue (None with an API model; loads the local model)."""
+        engine = getattr(self.customer_model, "engine", None)
+        return getattr(engine, "queue", None)
+
+    @property
+    def capacity_file(self) -> Path:
+        """Where ``coachbot capacity`` records what it measured on this machine."""
+        return self.settings.data_dir / "capacity.json"
+
+    def measured_capacity(self) -> dict[str, Any] | None:
+        """The last ``coachbot capacity`` result for this machine and model, if any."""
+        try:
+            found = json.loads(self.capacity_file.read_text())
+        except (OSError, ValueError):
+            return None
+        same_model = found.get("model") == self.settings.local_model
+        return found if isinstance(found, dict) and same_model else None
+
+    @cached_property
+    def classroom(self) -> Admission:
+        """Practice sessions admitted at once: ``COACHBOT_MAX_TRAINEES``, else what ``coachbot
+        capacity`` measured for the embedded model, else no limit."""
+        limit = self.settings.max_trainees
+        if limit is None and self.settings.llm_provider != "openai":
+            measured = self.measured_capacity()
+            # one trainee is always admitted, even on a machine too slow for the target
+            limit = max(1, int(measured["trainees"])) if measured else None
+        return Admission(limit)
+
+    def time_practice_turns(
+        self, scripts: Mapping[str, Sequence[str]], seed: int = 1
+    ) -> list[float]:
+        """Seconds per practice turn, with the scripted sessions taking turns (each turn holds
+        the model as in the app, and restores its own prefix after the others' turns)."""
+        runs = {sid: self.customer(sid, "medium", seed) for sid in scripts}
+        seconds: list[float] = []
+        for number in range(max(len(lines) for lines in scripts.values())):
+            for scenario_id, simulator in runs.items():
+                lines = scripts[scenario_id]
+                if number >= len(lines) or simulator.finished:
+                    continue
+                started = time.perf_counter()
+                with self.model_slot(f"capacity-{scenario_id}"):
+                    simulator.respond(lines[number])
+                seconds.append(round(time.perf_counter() - started, 3))
+        return seconds
 
     def warm_up(self) -> None:
         """Build everything now (the app calls this at start so the first reply is fast)."""

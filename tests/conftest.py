@@ -98,3 +98,28 @@ def saved_sessions(settings):
         return store.list_sessions()
     finally:
         store.close()
+
+
+@pytest.fixture
+def make_services(tmp_path, engine):
+    """``build(customer_model)``: Services on that customer model (a fake coach model, the
+    shared guidance engine, a SQLite store in tmp_path), installed in the app."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from bot.service import Services
+    from bot.store.sessions import SessionStore
+    from bot.web import app
+
+    def build(customer_model):
+        svc = Services(
+            make_settings(tmp_path),
+            model=FakeListChatModel(responses=['Say: "I hear you."\nWhy: it helps [1].']),
+            customer_model=customer_model,
+            guidance=engine,
+            store=SessionStore(f"sqlite:///{tmp_path / 'coachbot.db'}"),
+        )
+        app.use_services(svc)
+        return svc
+
+    yield build
+    app.use_services(None)

@@ -19,17 +19,14 @@ import chainlit as cl
 import pytest
 from chainlit.context import init_ws_context
 from langchain_core.language_models import BaseChatModel
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
 from bot.llm.cancel import GenerationCancelled, cancel_scope
 from bot.llm.local_chat import LlamaEngine, LocalChatModel
-from bot.service import PracticeRun, Services
-from bot.store.sessions import SessionStore
+from bot.service import PracticeRun
 from bot.web import app
-from tests.conftest import make_settings
 from tests.test_app import CUSTOMER_LINE, Browser, cl_session_value
 
 TRAINEE = "I'm so sorry your parcel arrived smashed."
@@ -103,30 +100,10 @@ class GatedModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
 
-@pytest.fixture
-def make_services(tmp_path, engine):
-    made: list[Services] = []
-
-    def build(customer_model: BaseChatModel) -> Services:
-        svc = Services(
-            make_settings(tmp_path),
-            model=FakeListChatModel(responses=['Say: "I hear you."\nWhy: it helps [1].']),
-            customer_model=customer_model,
-            guidance=engine,
-            store=SessionStore(f"sqlite:///{tmp_path / 'coachbot.db'}"),
-        )
-        app.use_services(svc)
-        made.append(svc)
-        return svc
-
-    yield build
-    app.use_services(None)
-
-
 # --------------------------------------------------------------------------- the model
 
 
-def test_stop_ends_the_generation_within_a_token_and_frees_the_model_lock():
+def test_stop_ends_the_generation_within_a_token_and_frees_the_model():
     llm = CountingLlama()
     model = counting_model(llm)
     stop = threading.Event()
@@ -150,7 +127,7 @@ def test_stop_ends_the_generation_within_a_token_and_frees_the_model_lock():
     time.sleep(0.05)
     assert llm.produced - at_stop <= 1
     assert isinstance(outcome.get("error"), GenerationCancelled)
-    assert model.engine.lock.acquire(blocking=False), "the model lock is still held"
+    assert model.engine.queue.idle(), "the model is still held"
 
 
 def test_a_stopped_session_waiting_for_the_model_stops_waiting():
@@ -166,7 +143,7 @@ def test_a_stopped_session_waiting_for_the_model_stops_waiting():
             except GenerationCancelled as exc:
                 failed.append(exc)
 
-    with model.engine.lock:  # another session is generating
+    with model.engine.queue.hold("another session"):  # another session is generating
         worker = threading.Thread(target=generate)
         worker.start()
         time.sleep(0.1)
@@ -261,8 +238,7 @@ def test_stop_in_the_app_cancels_the_generation_and_frees_the_model(make_service
 
     at_stop = _run_with_reply_in_progress(browser, press_stop)
     assert llm.produced - at_stop <= 1
-    assert model.engine.lock.acquire(blocking=False)
-    model.engine.lock.release()
+    assert model.engine.queue.idle()
     run = cl_session_value(browser, "practice")
     assert run.simulator.transcript.turns == [] and not run.busy
 
@@ -284,8 +260,7 @@ def test_a_disconnect_cancels_the_generation_and_the_line_is_not_counted(make_se
     at_stop = _run_with_reply_in_progress(browser, disconnect)
     assert llm.produced - at_stop <= 1
     assert app.STOPPED in browser.texts()
-    assert model.engine.lock.acquire(blocking=False)
-    model.engine.lock.release()
+    assert model.engine.queue.idle()
 
 
 def test_end_and_debrief_during_a_reply_says_so_and_debriefs_the_finished_transcript(

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from bot.cli import common
 from bot.cli.admin import sessions_app, users_app
+from bot.cli.capacity import capacity_command
 from bot.cli.common import (
     QUIT,
     JsonFlag,
@@ -768,6 +769,7 @@ app.add_typer(users_app, name="users", help="Manage login users (hashed password
 app.add_typer(sessions_app, name="sessions", help="List and show saved sessions and scores.")
 
 app.command("eval")(eval_command)
+app.command("capacity")(capacity_command)
 
 
 def main() -> None:  # pragma: no cover - entry point shim

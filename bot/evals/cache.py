@@ -258,7 +258,7 @@ class CachingChatModel(BaseChatModel):
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
-                close()  # releases the llama.cpp engine lock at once
+                close()  # frees the llama.cpp engine for the next turn at once
 
     def _save(self, key: str, pieces: list[str], complete: bool, started: float) -> None:
         seconds = time.perf_counter() - started

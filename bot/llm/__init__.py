@@ -72,6 +72,8 @@ def make_local_model(settings: Settings, **overrides: object) -> LocalChatModel:
         model_path=str(path),
         n_ctx=settings.local_context,
         n_threads=settings.local_threads,
+        prefix_cache_mb=settings.prefix_cache_mb,
+        queue_per_session=settings.queue_per_session,
         repeat_penalty=settings.repeat_penalty,
         **_params(settings, overrides),
     )

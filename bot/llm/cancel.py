@@ -2,7 +2,7 @@
 
 The thread that generates runs inside :func:`cancel_scope` with a ``threading.Event``; the
 code that streams from the model checks :func:`raise_if_cancelled` between tokens (and while
-it waits for the local model's lock), so setting the event ends the generation within one
+it waits in the local model's queue), so setting the event ends the generation within one
 token and frees the model for the next session. The scope is a context variable: each worker
 thread has its own, and nothing is passed through the models' signatures.
 """
@@ -45,13 +45,4 @@ def cancelled() -> bool:
 def raise_if_cancelled() -> None:
     """Raise :class:`GenerationCancelled` when the current scope's event is set."""
     if cancelled():
-        raise GenerationCancelled()
-
-
-def acquire(lock: threading.Lock, poll_s: float = 0.05) -> None:
-    """Take ``lock``, giving up (GenerationCancelled) if the scope is cancelled meanwhile."""
-    while not lock.acquire(timeout=poll_s):
-        raise_if_cancelled()
-    if cancelled():
-        lock.release()
         raise GenerationCancelled()

@@ -1,12 +1,13 @@
 """A LangChain chat model over llama-cpp-python, with one shared model per process.
 
 Loading a GGUF costs seconds and ~2 GB of RAM, so every ``LocalChatModel`` that names the same
-file shares one ``llama_cpp.Llama`` instance (an engine). Generation holds the engine's lock, so
-concurrent sessions queue instead of corrupting the context. llama.cpp keeps the KV cache of
-the previous call and re-evaluates only the part of the new prompt after the common prefix,
-so a static system prompt at the start of every prompt is evaluated once. A cancelled scope
+file shares one ``llama_cpp.Llama`` instance (an engine). Generation holds the engine's fair
+queue (:mod:`bot.llm.queue`), so concurrent sessions take turns in arrival order instead of
+corrupting the context. llama.cpp re-evaluates only the part of a new prompt after the common
+prefix with the previous call, and the engine's prefix cache (:mod:`bot.llm.prefix_cache`)
+restores each session's own prefix when sessions alternate. A cancelled scope
 (:mod:`bot.llm.cancel`: the user pressed Stop or left) ends the generation between two tokens
-and releases the lock; a session waiting for the lock stops waiting.
+and frees the model; a session waiting in the queue stops waiting.
 """
 
 from __future__ import annotations
@@ -33,17 +34,24 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import Field, PrivateAttr
 
 from bot.errors import ModelUnavailableError
-from bot.llm.cancel import acquire, raise_if_cancelled
+from bot.llm.cancel import raise_if_cancelled
+from bot.llm.prefix_cache import PrefixCacheReport, make_prefix_cache
+from bot.llm.queue import ModelQueue
 
 
 @dataclass
 class LlamaEngine:
-    """One loaded model and the lock that serialises its use."""
+    """One loaded model, the fair queue that serialises its use, and its prefix cache."""
 
     llm: Any
     path: str
     load_seconds: float
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    queue: ModelQueue = field(default_factory=ModelQueue)
+
+    def prefix_cache(self) -> PrefixCacheReport | None:
+        """What the prefix cache holds (None when it is off)."""
+        cache = getattr(self.llm, "cache", None)
+        return cache.report() if cache is not None else None
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -70,8 +78,16 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def get_engine(path: str, n_ctx: int = 4096, n_threads: int | None = None) -> LlamaEngine:
-    """The process-wide engine for ``path`` (loaded on first use)."""
+def get_engine(
+    path: str,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    prefix_cache_mb: int = 0,
+    queue_per_session: int = 1,
+) -> LlamaEngine:
+    """The process-wide engine for ``path`` (loaded on first use). ``prefix_cache_mb`` bounds
+    the saved session prefixes (0: off) and ``queue_per_session`` the turns one session may
+    have waiting; the first caller's values hold for the process."""
     key = (path, n_ctx)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
@@ -99,7 +115,14 @@ def get_engine(path: str, n_ctx: int = 4096, n_threads: int | None = None) -> Ll
                 f"llama.cpp could not load {path}: {exc}",
                 hint="check the file is a valid GGUF model, or run `coachbot doctor`",
             ) from exc
-        engine = LlamaEngine(llm=llm, path=path, load_seconds=time.perf_counter() - started)
+        if prefix_cache_mb > 0:
+            llm.set_cache(make_prefix_cache(prefix_cache_mb))
+        engine = LlamaEngine(
+            llm=llm,
+            path=path,
+            load_seconds=time.perf_counter() - started,
+            queue=ModelQueue(per_owner_limit=queue_per_session),
+        )
         _ENGINES[key] = engine
         return engine
 
@@ -127,6 +150,8 @@ class LocalChatModel(BaseChatModel):
     model_path: str
     n_ctx: int = 4096
     n_threads: int | None = None
+    prefix_cache_mb: int = 0
+    queue_per_session: int = 1
     temperature: float = 0.7
     top_p: float = 0.9
     top_k: int = 40
@@ -157,7 +182,13 @@ class LocalChatModel(BaseChatModel):
     @property
     def engine(self) -> LlamaEngine:
         if self._engine is None:
-            self._engine = get_engine(self.model_path, self.n_ctx, self.n_threads)
+            self._engine = get_engine(
+                self.model_path,
+                self.n_ctx,
+                self.n_threads,
+                self.prefix_cache_mb,
+                self.queue_per_session,
+            )
         return self._engine
 
     def get_num_tokens(self, text: str) -> int:
@@ -187,32 +218,38 @@ class LocalChatModel(BaseChatModel):
         engine = self.engine
         params = self._params(stop, kwargs)
         chat = to_llama_messages(messages)
-        acquire(engine.lock)  # a stopped session stops waiting for the model, too
+        with engine.queue.hold():  # re-entrant: a turn that holds the model goes straight on
+            yield from self._generate_chunks(engine, chat, params, run_manager)
+
+    def _generate_chunks(
+        self,
+        engine: LlamaEngine,
+        chat: list[dict[str, str]],
+        params: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | None,
+    ) -> Iterator[ChatGenerationChunk]:
+        stream = engine.llm.create_chat_completion(messages=chat, stream=True, **params)
+        finish_reason = None
         try:
-            stream = engine.llm.create_chat_completion(messages=chat, stream=True, **params)
-            finish_reason = None
-            try:
-                for event in stream:
-                    raise_if_cancelled()  # Stop or a disconnect: no more tokens
-                    choice = event["choices"][0]
-                    text = choice.get("delta", {}).get("content") or ""
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                    if not text:
-                        continue
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                    if run_manager:
-                        run_manager.on_llm_new_token(text, chunk=chunk)
-                    yield chunk
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()  # llama.cpp stops generating now, not when this is collected
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(content=""),
-                generation_info={"finish_reason": finish_reason},
-            )
+            for event in stream:
+                raise_if_cancelled()  # Stop or a disconnect: no more tokens
+                choice = event["choices"][0]
+                text = choice.get("delta", {}).get("content") or ""
+                finish_reason = choice.get("finish_reason") or finish_reason
+                if not text:
+                    continue
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
         finally:
-            engine.lock.release()
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # llama.cpp stops generating now, not when this is collected
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(content=""),
+            generation_info={"finish_reason": finish_reason},
+        )
 
     def _generate(
         self,

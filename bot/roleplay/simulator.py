@@ -56,8 +56,13 @@ class CustomerSimulator:
         *,
         prompts: PromptLibrary,
         acts: ActCatalogue | None = None,
+        attempt_budget: Callable[[], int] | None = None,
     ) -> None:
+        """``attempt_budget()`` says how many model attempts a line may take now (checked
+        before each; default :attr:`max_attempts`): a busy model gives fewer, and 0 means the
+        trainer-written line at once. The beat, mood and facts are decided in code either way."""
         self.scenario = scenario
+        self.attempt_budget = attempt_budget or (lambda: self.max_attempts)
         self.model = model
         self.guidance = guidance
         self.prompts = prompts
@@ -143,7 +148,11 @@ class CustomerSimulator:
         messages = [SystemMessage(self.system_prompt), HumanMessage(prompt)]
         first_token: float | None = None
         said = {self.scenario.opening_line, *(t.customer for t in self.transcript.turns)}
+        tried = 0
         for attempt in range(1, self.max_attempts + 1):
+            if attempt > self.attempt_budget():
+                break  # the model is busy: the trainer's line, rather than a longer wait
+            tried = attempt
             started = time.perf_counter()
             parts: list[str] = []
             seed = self.seed * 1000 + self.state.turn * 10 + attempt
@@ -175,7 +184,7 @@ class CustomerSimulator:
         fallback = self._fallback(rules)
         if on_token:
             on_token(fallback)
-        return fallback, self.max_attempts, True, first_token
+        return fallback, tried, True, first_token
 
     def _fallback(self, rules: RulesOutcome) -> str:
         """A trainer-written line for the beat, not one the customer has already said (an

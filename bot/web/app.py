@@ -56,6 +56,7 @@ from bot.web.views import (
     sessions_table_markdown,
     source_label,
 )
+from bot.web.waiting import WaitingNote
 
 log = logging.getLogger("coachbot.app")
 T = TypeVar("T")
@@ -84,6 +85,11 @@ COACH_STARTERS = [
 MODEL_WORKERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="coachbot-model")
 CHAT_START_WAIT_S = 300  # a message sent while the chat is starting waits this long at most
 WAIT_FOR_REPLY = "Still working on the last reply: this comes right after it."
+CLASS_FULL = (
+    "This machine is already running {limit} practice sessions, as many as it can while keeping "
+    "replies quick. Please wait a few minutes, then start a new chat (top left). If this happens "
+    "often, ask your administrator to connect a model server (see deploy/README.md)."
+)
 STOPPED = "Stopped. That line did not count: send it again, or say something else."
 
 _services: Services | None = None
@@ -237,6 +243,14 @@ def _user() -> tuple[str | None, str | None]:
     return user.identifier, (user.metadata or {}).get("role")
 
 
+def _session_id() -> str:
+    """This chat's Chainlit session id (its place in the model's queue and the classroom)."""
+    try:
+        return str(cl.context.session.id)
+    except Exception:  # no session (in some tests)
+        return ""
+
+
 def _thread_id() -> str | None:
     try:
         return cl.context.session.thread_id
@@ -255,13 +269,20 @@ def _cancel_event() -> threading.Event | None:
         return None
 
 
-async def _in_thread(fn: Callable[[], T]) -> T:
+def _waiting_note(queued: bool) -> WaitingNote | None:
+    """For a turn that needs the model: its place in the model's queue, shown while it waits."""
+    return WaitingNote(services(), _session_id()) if queued else None
+
+
+async def _in_thread(fn: Callable[[], T], *, queued: bool = False) -> T:
     """``fn()`` in a worker thread, in the current turn's cancel scope: when this task is
-    cancelled (Stop), the generation in the thread is told to stop too."""
+    cancelled (Stop), the generation in the thread is told to stop too. ``queued``: the whole
+    call holds the model (its queue's note shows while it waits)."""
     cancel = _cancel_event()
+    note = _waiting_note(queued)
 
     def work() -> T:
-        with cancel_scope(cancel):
+        with cancel_scope(cancel), note.hold() if note else contextlib.nullcontext():
             return fn()
 
     try:
@@ -270,19 +291,24 @@ async def _in_thread(fn: Callable[[], T]) -> T:
         if cancel is not None:
             cancel.set()
         raise
+    finally:
+        if note is not None:
+            await note.finish()
 
 
-async def _iterate_in_thread(make: Callable[[], Iterator[T]]) -> Any:
+async def _iterate_in_thread(make: Callable[[], Iterator[T]], *, queued: bool = False) -> Any:
     """Items of a blocking iterator, produced in a worker thread, as an async iterator (in the
-    current turn's cancel scope, like :func:`_in_thread`)."""
+    current turn's cancel scope and, if ``queued``, holding the model, like
+    :func:`_in_thread`)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     done = object()
     cancel = _cancel_event()
+    note = _waiting_note(queued)
 
     def work() -> None:
         try:
-            with cancel_scope(cancel):
+            with cancel_scope(cancel), note.hold() if note else contextlib.nullcontext():
                 for item in make():
                     loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
         except BaseException as exc:  # handed to the event loop side
@@ -306,6 +332,9 @@ async def _iterate_in_thread(make: Callable[[], Iterator[T]]) -> Any:
         if cancel is not None:
             cancel.set()
         raise
+    finally:
+        if note is not None:
+            await note.finish()
 
 
 @contextlib.asynccontextmanager
@@ -343,8 +372,10 @@ async def on_stop() -> None:
 
 @cl.on_chat_end
 async def on_chat_end() -> None:
-    """The browser went away: stop generating for it (Chainlit does not cancel the task)."""
+    """The browser went away: stop generating for it (Chainlit does not cancel the task), and
+    free its place in the classroom."""
     _stop_generation()
+    services().classroom.leave(_session_id())
 
 
 def _reason(exc: BaseException) -> str:
@@ -463,6 +494,9 @@ def _new_seed() -> int:
 
 async def _start_practice(scenario_id: str | None = None, difficulty: str | None = None) -> None:
     svc = services()
+    if not svc.classroom.admit(_session_id()):
+        await cl.Message(content=CLASS_FULL.format(limit=svc.classroom.limit)).send()
+        return
     scenarios = await _in_thread(lambda: svc.scenarios)
     ids = list(scenarios)
     chosen = scenario_id or cl.user_session.get("scenario_id") or ids[0]
@@ -526,7 +560,8 @@ async def _practice_reply(text: str) -> None:
     if run is None:
         await _start_practice()
         run = cl.user_session.get("practice")
-    assert run is not None
+    if run is None:  # the class is full: _start_practice said so
+        return
     if run.finished:
         await cl.Message(
             content="This session has ended. Start a new chat (top left) to practise again."
@@ -534,7 +569,7 @@ async def _practice_reply(text: str) -> None:
         return
     reply = cl.Message(content="", author=run.scenario.customer.name)
     await reply.send()
-    turn = await _in_thread(lambda: run.respond(text))
+    turn = await _in_thread(lambda: run.respond(text), queued=True)
     line = md(turn.customer)  # model text: shown literally
     for word in line.split(" "):  # the line is checked before it is shown
         await reply.stream_token(word + " ")
@@ -559,7 +594,7 @@ async def on_hint(action: cl.Action) -> None:
         if run is None or run.finished:
             await cl.Message(content="There is no practice session running.").send()
             return
-        hint = await _in_thread(run.hint)
+        hint = await _in_thread(run.hint, queued=True)
         knowledge_dir = services().settings.knowledge_dir
         await cl.Message(content=hint_markdown(hint, knowledge_dir), author="coachbot").send()
 
@@ -578,7 +613,7 @@ async def on_end(action: cl.Action) -> None:
 
 
 async def _debrief(run: PracticeRun) -> None:
-    card = await _in_thread(run.end)
+    card = await _in_thread(run.end, queued=True)
     svg = mood_curve_svg(card.mood)
     chart = cl.Image(
         name="Mood curve", content=svg.encode("utf-8"), mime="image/svg+xml", display="inline"
@@ -612,7 +647,7 @@ async def _coach_reply(text: str) -> None:
     reply = cl.Message(content="", author="coach")
     final: CoachAnswer | None = None
     sent = False
-    async for event in _iterate_in_thread(lambda: run.stream(text)):
+    async for event in _iterate_in_thread(lambda: run.stream(text), queued=True):
         event: CoachEvent
         if event.type == "citations":
             async with cl.Step(name="Retrieve passages", type="retrieval") as step:
