@@ -36,7 +36,7 @@ from bot.config import PROJECT_ROOT, Settings
 from bot.errors import CoachbotError
 from bot.guidance.engine import GuidanceEngine
 from bot.inputs import clean_user_text
-from bot.llm.capacity import Admission
+from bot.llm.capacity import Admission, budget_when
 from bot.llm.chat import ChatSession
 from bot.llm.queue import PositionCallback
 from bot.llm.tokens import count_tokens
@@ -242,8 +242,10 @@ class Services:
         difficulty: str = "medium",
         seed: int = 0,
         model: BaseChatModel | None = None,
+        attempts: int | None = None,
     ) -> CustomerSimulator:
-        """A simulated customer for one scenario (``model`` replaces the configured one)."""
+        """A simulated customer for one scenario (``model`` replaces the configured one;
+        ``attempts`` fixes the model attempts per line, else they follow the queue)."""
         if scenario_id not in self.scenarios:
             known = ", ".join(sorted(self.scenarios))
             raise CoachbotError(f"unknown scenario {scenario_id!r}", hint=f"choose one of {known}")
@@ -257,16 +259,23 @@ class Services:
             seed,
             prompts=self.prompts,
             acts=self.trainee_acts,
-            attempt_budget=None if model is not None else self._attempt_budget(),
+            attempt_budget=self._attempt_budget(model, attempts),
         )
 
-    def _attempt_budget(self) -> Callable[[], int] | None:
-        """Fewer model attempts per customer line while other turns wait for the embedded
-        model: one attempt less for each waiting turn, down to the trainer's line at once."""
+    def _attempt_budget(
+        self, model: BaseChatModel | None, attempts: int | None
+    ) -> Callable[[], int] | None:
+        """``attempts`` if given; with the configured embedded model, fewer attempts per
+        customer line while other turns wait for it: one less for each waiting turn, down to
+        the trainer's line at once."""
+        if attempts is not None:
+            return lambda: attempts
+        if model is not None:
+            return None
         queue = self.model_queue
         if queue is None:
             return None
-        return lambda: max(0, CustomerSimulator.max_attempts - queue.snapshot().waiting)
+        return lambda: budget_when(queue.snapshot().waiting)
 
     # ------------------------------------------------------------------ a classroom on one box
 
@@ -312,11 +321,12 @@ class Services:
         return Admission(limit)
 
     def time_practice_turns(
-        self, scripts: Mapping[str, Sequence[str]], seed: int = 1
+        self, scripts: Mapping[str, Sequence[str]], seed: int = 1, attempts: int | None = None
     ) -> list[float]:
         """Seconds per practice turn, with the scripted sessions taking turns (each turn holds
-        the model as in the app, and restores its own prefix after the others' turns)."""
-        runs = {sid: self.customer(sid, "medium", seed) for sid in scripts}
+        the model as in the app, and restores its own prefix after the others' turns), each
+        line allowed ``attempts`` model attempts (default: as the queue gives)."""
+        runs = {sid: self.customer(sid, "medium", seed, attempts=attempts) for sid in scripts}
         seconds: list[float] = []
         for number in range(max(len(lines) for lines in scripts.values())):
             for scenario_id, simulator in runs.items():

@@ -15,7 +15,7 @@ from typing import Any
 import chainlit as cl
 from chainlit.context import init_ws_context
 
-from bot.llm.capacity import Admission, classroom_capacity, simulate_classroom
+from bot.llm.capacity import Admission, budget_when, classroom_capacity, simulate_classroom
 from bot.service import Services
 from bot.web import app
 from tests.conftest import make_settings
@@ -97,18 +97,25 @@ def test_a_full_class_turns_a_new_practice_session_away_plainly(make_services):
 
 
 def test_one_trainee_waits_only_for_their_own_turn():
-    estimate = simulate_classroom(1, [2.0])
+    estimate = simulate_classroom(1, {3: [2.0], 0: [0.1]})
     assert estimate.reply_p50_s == estimate.reply_p95_s == 2.0
     assert 0.05 < estimate.utilisation < 0.12  # 2 s of work every 17 to 32 s
 
 
 def test_the_capacity_is_the_largest_class_within_the_target():
-    capacity, estimates = classroom_capacity([2.0, 3.0], reply_p95_target_s=10.0)
+    capacity, estimates = classroom_capacity({3: [2.0, 3.0]}, reply_p95_target_s=10.0)
     assert capacity >= 1
     assert estimates[capacity - 1].reply_p95_s <= 10.0 < estimates[capacity].reply_p95_s
     assert [e.trainees for e in estimates] == list(range(1, capacity + 2))
-    slower, _ = classroom_capacity([4.0, 6.0], reply_p95_target_s=10.0)
+    slower, _ = classroom_capacity({3: [5.0, 7.0]}, reply_p95_target_s=10.0)
     assert slower < capacity
+    # with the trainer's line at once when three wait, the queue drains: a bigger class fits
+    shedding, estimates = classroom_capacity({3: [2.0, 3.0], 0: [0.1]}, 10.0)
+    assert shedding > capacity and estimates[shedding - 1].trainer_line_share > 0
+
+
+def test_a_line_gets_one_attempt_less_per_turn_waiting_behind_it():
+    assert [budget_when(waiting) for waiting in range(5)] == [3, 2, 1, 0, 0]
 
 
 def test_the_app_admits_what_capacity_measured_unless_the_setting_says(tmp_path):

@@ -18,6 +18,7 @@ from bot.cli import common
 from bot.cli import main as cli
 from bot.config import PROJECT_ROOT
 from bot.errors import DataValidationError
+from bot.roleplay.acts import load_acts
 from bot.roleplay.lines import clean_customer_line
 from bot.roleplay.models import Transcript
 from bot.roleplay.scenarios import load_scenario, load_scenarios
@@ -240,6 +241,17 @@ def test_a_busy_model_gives_a_line_fewer_attempts_down_to_the_trainer_line(
     turn = sim.respond("I'm sorry, that sounds really frustrating. What happened?")
     assert model.calls == calls and turn.attempts == calls
     assert turn.fallback_used and turn.customer  # the trainer-written line for the beat
+
+
+def test_a_factual_question_gets_the_scenario_fact_without_a_model_call(scenarios, engine):
+    model = CountingFake(responses=["I want this sorted today, the parcel came smashed."])
+    acts = load_acts(PROJECT_ROOT / "knowledge" / "trainee_acts.yaml")
+    sim = CustomerSimulator(
+        scenarios["billing-error"], model, engine, "medium", 1, prompts=PROMPTS, acts=acts
+    )
+    turn = sim.respond("Can I take your account number, please?")
+    assert turn.beat == "answer_fact" and "4471" in turn.customer
+    assert model.calls == 0 and turn.attempts == 0
 
 
 def test_off_script_lines_to_the_grader_earn_nothing(scenarios, engine):
