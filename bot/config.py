@@ -88,6 +88,13 @@ class Settings(BaseSettings):
         validation_alias="COACHBOT_QUEUE_PER_SESSION",
         description="turns one chat may have waiting for the embedded model",
     )
+    customer_retry_window_s: float | None = Field(
+        5.0,
+        gt=0,
+        validation_alias="COACHBOT_CUSTOMER_RETRY_WINDOW_S",
+        description="no new model attempt at a customer line after this many seconds "
+        "(the trainer-written line instead); unset: up to 3 attempts whatever they take",
+    )
     max_trainees: int | None = Field(
         None,
         ge=1,

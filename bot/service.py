@@ -260,6 +260,8 @@ class Services:
             prompts=self.prompts,
             acts=self.trainee_acts,
             attempt_budget=self._attempt_budget(model, attempts),
+            # evals and benches pass their own model and get the same attempts every run
+            retry_window_s=self.settings.customer_retry_window_s if model is None else None,
         )
 
     def _attempt_budget(

@@ -7,6 +7,7 @@ logic that code decides; one integration test plays a session on the real embedd
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -241,6 +242,30 @@ def test_a_busy_model_gives_a_line_fewer_attempts_down_to_the_trainer_line(
     turn = sim.respond("I'm sorry, that sounds really frustrating. What happened?")
     assert model.calls == calls and turn.attempts == calls
     assert turn.fallback_used and turn.customer  # the trainer-written line for the beat
+
+
+class SlowCountingFake(CountingFake):
+    """A counting fake that takes 0.25 s a call."""
+
+    def _stream(self, *args, **kwargs):  # type: ignore[override]
+        time.sleep(0.25)
+        yield from super()._stream(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("window", "calls"), [(None, 3), (0.1, 1), (0.4, 2)])
+def test_no_new_attempt_at_a_line_once_its_retry_window_is_spent(scenarios, engine, window, calls):
+    model = SlowCountingFake(responses=["(Margaret sighs) Fine."])  # fails the checks
+    sim = CustomerSimulator(
+        scenarios["damaged-delivery"],
+        model,
+        engine,
+        "medium",
+        1,
+        prompts=PROMPTS,
+        retry_window_s=window,
+    )
+    turn = sim.respond("I'm sorry, that sounds really frustrating. What happened?")
+    assert model.calls == calls and turn.fallback_used
 
 
 def test_a_factual_question_gets_the_scenario_fact_without_a_model_call(scenarios, engine):
