@@ -2,8 +2,10 @@
 
 Plays the scripted empathetic trainee (``evals/roleplay_scripts/<id>/empathetic.txt``) against
 each scenario through ``bot.roleplay.simulator.CustomerSimulator`` (as the CLI and the app
-do), twice: as shipped (llama.cpp reuses the cached prefix: the system prompt and the
-transcript so far) and with the KV cache reset before every model call. For every turn it
+do), three times: as shipped, one session after another (llama.cpp reuses the cached prefix:
+the system prompt and the transcript so far); as shipped with the sessions taking turns (each
+turn finds its own prefix in the engine's prefix cache, ``bot/llm/prefix_cache.py``); and with
+the prefix cache off and the KV cache reset before every model call. For every turn it
 reports the time from the trainee's line to the model's first token, and to the finished,
 checked line (retries and a trainer fallback included), p50 / p95. The customer's line is
 checked before it is shown, so the whole line is what a trainee waits for.
@@ -29,32 +31,47 @@ from bot.service import Services
 SCRIPTS = PROJECT_ROOT / "evals" / "roleplay_scripts"
 
 
-def play(services, ids, model, recorder, seed: int, tag: str) -> list[dict]:
+def _script(scenario_id: str) -> list[str]:
+    lines = (SCRIPTS / scenario_id / "empathetic.txt").read_text().splitlines()
+    return [ln for ln in lines if ln.strip()]
+
+
+def _order(scripts: dict[str, list[str]], interleave: bool) -> list[tuple[str, int]]:
+    """(scenario, line number) in play order: each script to its end, or round-robin (the
+    sessions take turns, as trainees in a class do)."""
+    if not interleave:
+        return [(sid, n) for sid, lines in scripts.items() for n in range(len(lines))]
+    longest = max(len(lines) for lines in scripts.values())
+    return [(sid, n) for n in range(longest) for sid in scripts if n < len(scripts[sid])]
+
+
+def play(services, ids, model, recorder, seed: int, tag: str, interleave=False) -> list[dict]:
+    scripts = {sid: _script(sid) for sid in ids}
+    sims = {sid: services.customer(sid, "medium", seed, model=model) for sid in ids}
     rows = []
-    for scenario_id in ids:
-        lines = (SCRIPTS / scenario_id / "empathetic.txt").read_text().splitlines()
-        sim = services.customer(scenario_id, "medium", seed, model=model)
-        for number, line in enumerate(ln for ln in lines if ln.strip()):
-            if sim.finished:
-                break
-            recorder.label = f"{tag}:{scenario_id}:{number}"
-            first_call = len(recorder.calls)
-            started = time.perf_counter()
-            turn = sim.respond(line)
-            calls = recorder.calls[first_call:]
-            first_token = None
-            if calls and calls[0].first_token_at is not None:
-                first_token = calls[0].first_token_at - started
-            rows.append(
-                {
-                    "label": recorder.label,
-                    "beat": turn.beat,
-                    "first_token_s": None if first_token is None else round(first_token, 3),
-                    "seconds": round(time.perf_counter() - started, 3),
-                    "model_calls": len(calls),
-                    "fallback": turn.fallback_used,
-                }
-            )
+    for scenario_id, number in _order(scripts, interleave):
+        sim = sims[scenario_id]
+        if sim.finished:
+            continue
+        recorder.label = f"{tag}:{scenario_id}:{number}"
+        first_call = len(recorder.calls)
+        started = time.perf_counter()
+        turn = sim.respond(scripts[scenario_id][number])
+        calls = recorder.calls[first_call:]
+        first_token = None
+        if calls and calls[0].first_token_at is not None:
+            first_token = calls[0].first_token_at - started
+        rows.append(
+            {
+                "label": recorder.label,
+                "beat": turn.beat,
+                "first_token_s": None if first_token is None else round(first_token, 3),
+                "seconds": round(time.perf_counter() - started, 3),
+                "model_calls": len(calls),
+                "fallback": turn.fallback_used,
+            }
+        )
+    for sim in sims.values():
         sim.end()
     return rows
 
@@ -78,9 +95,16 @@ def main() -> int:
     llm.reset()
     reuse = play(services, ids, model, recorder, args.seed, "reuse")
     reuse_calls = list(recorder.calls)
+    model.engine.forget_prefixes()
+    taking_turns = play(services, ids, model, recorder, args.seed, "turns", interleave=True)
+    cache = llm.cache
+    llm.set_cache(None)  # without reuse: no saved prefixes, and the KV cache reset every call
     recorder.reset_before_each_call = True
-    no_reuse = play(services, ids, model, recorder, args.seed, "reset")
-    recorder.uninstall()
+    try:
+        no_reuse = play(services, ids, model, recorder, args.seed, "reset")
+    finally:
+        llm.set_cache(cache)
+        recorder.uninstall()
 
     print(f"replaying {len(reuse_calls)} model calls straight through llama.cpp ...")
     raw = raw_replay(llm, reuse_calls)
@@ -106,27 +130,38 @@ def main() -> int:
         "Customer turn: first token and whole line, with and without prefix reuse",
         "make bench (or .venv/bin/python bench/customer_speed.py)",
     )
-    with_reuse, without = stats(reuse), stats(no_reuse)
+    with_reuse, without, interleaved = stats(reuse), stats(no_reuse), stats(taking_turns)
     result.metrics.update(
         {
             "scenarios": ids,
             "skipped_scenario_files": [str(p) for p in problems],
             "with_prefix_reuse": with_reuse,
             "without_prefix_reuse": without,
+            "sessions_taking_turns_with_prefix_cache": interleaved,
             "raw_whole_line_s": summary(r["raw_seconds"] for r in modelled),
             "ratio_overall": ratio,
             "prompt_tokens": summary((t.prompt_tokens for t in raw), 0),
             "evaluated_prompt_tokens": summary((t.evaluated_prompt_tokens for t in raw), 0),
-            "rows": {"with_prefix_reuse": reuse, "without_prefix_reuse": no_reuse},
+            "rows": {
+                "with_prefix_reuse": reuse,
+                "sessions_taking_turns": taking_turns,
+                "without_prefix_reuse": no_reuse,
+            },
         }
     )
     result.targets = [
         Target("customer first token p50, prefix reuse", with_reuse["first_token_s"]["p50"], 1.5),
+        Target(
+            "customer first token p50, sessions taking turns",
+            interleaved["first_token_s"]["p50"],
+            1.5,
+        ),
         Target("customer turn end-to-end / raw model", ratio, 1.10, unit="x"),
     ]
     print(
         f"first token p50: {with_reuse['first_token_s']['p50']} s with prefix reuse, "
-        f"{without['first_token_s']['p50']} s without; whole line p50 "
+        f"{without['first_token_s']['p50']} s without, "
+        f"{interleaved['first_token_s']['p50']} s with sessions taking turns; whole line p50 "
         f"{with_reuse['whole_line_s']['p50']} s / {without['whole_line_s']['p50']} s; "
         f"end-to-end / raw {ratio}"
     )

@@ -92,8 +92,8 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         validation_alias="COACHBOT_CUSTOMER_RETRY_WINDOW_S",
-        description="no new model attempt at a customer line after this many seconds "
-        "(the trainer-written line instead); unset: up to 3 attempts whatever they take",
+        description="no model attempt at a customer line starts once the trainee has waited "
+        "this long, in the queue included (the trainer-written line instead); unset: no limit",
     )
     max_trainees: int | None = Field(
         None,

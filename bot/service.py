@@ -262,7 +262,13 @@ class Services:
             attempt_budget=self._attempt_budget(model, attempts),
             # evals and benches pass their own model and get the same attempts every run
             retry_window_s=self.settings.customer_retry_window_s if model is None else None,
+            line_sent_at=self._line_sent_at() if model is None else None,
         )
+
+    def _line_sent_at(self) -> Callable[[], float | None] | None:
+        """When the turn in progress joined the embedded model's queue (None: no queue)."""
+        queue = self.model_queue
+        return queue.waiting_since if queue is not None else None
 
     def _attempt_budget(
         self, model: BaseChatModel | None, attempts: int | None
@@ -328,6 +334,10 @@ class Services:
         """Seconds per practice turn, with the scripted sessions taking turns (each turn holds
         the model as in the app, and restores its own prefix after the others' turns), each
         line allowed ``attempts`` model attempts (default: as the queue gives)."""
+        engine = getattr(self.customer_model, "engine", None)
+        if engine is not None:  # every budget starts cold, as a new class would
+            with self.model_slot("capacity"):
+                engine.forget_prefixes()
         runs = {sid: self.customer(sid, "medium", seed, attempts=attempts) for sid in scripts}
         seconds: list[float] = []
         for number in range(max(len(lines) for lines in scripts.values())):

@@ -16,6 +16,7 @@ FROZEN = {
     "guidance/test-2.yaml": "7bc366a27636a2d9dd27c96b186512f21c191e574101f3862660deb3c0bdc457",
     "coach/test.yaml": "0a57510d4c021d3e4f24837d091dee84c8b7c6b8a7d8f2c5204cd7b3d472506b",
     "roleplay/test.yaml": "1cef5fda9376a33434cacabe90ed497ec38a85c31f020c685e7ab2cbda0bfae3",
+    "customer_voice/test.yaml": "d821a2e2fd626a06f3d07e5558ae1288ef09c0d7cdf47c7d99b19567f2b1876e",
 }
 
 
@@ -77,3 +78,16 @@ def test_roleplay_scripts_are_valid_and_name_known_scenarios(split: str) -> None
     assert {(s.scenario, s.kind) for s in scripts} == kinds
     unknown = {a for s in scripts for line in s.lines for a in [line.act, *line.acts]} - acts
     assert not unknown, unknown
+
+
+def test_customer_voice_splits_load_and_do_not_overlap() -> None:
+    from bot.roleplay.voice import load_voice_lines
+
+    splits = {
+        s: load_voice_lines(DATA / "customer_voice" / f"{s}.yaml") for s in ("train", "dev", "test")
+    }
+    texts = {s: {line.text.lower() for line in lines} for s, lines in splits.items()}
+    assert not (texts["train"] & texts["test"]) and not (texts["dev"] & texts["test"])
+    assert not (texts["train"] & texts["dev"])
+    for lines in splits.values():
+        assert {line.label for line in lines} == {"customer", "agent"}

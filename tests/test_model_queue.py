@@ -102,6 +102,16 @@ def test_one_session_may_not_stack_turns_but_others_may_queue():
     wait_until(lambda: served == ["a", "b"])
 
 
+def test_the_holder_knows_since_when_its_turn_has_waited():
+    queue = ModelQueue()
+    assert queue.waiting_since() is None
+    before = time.monotonic()
+    with queue.hold("a"):
+        since = queue.waiting_since()
+        assert since is not None and before <= since <= time.monotonic()
+    assert queue.waiting_since() is None
+
+
 def test_holding_is_reentrant_in_the_same_thread_only():
     queue = ModelQueue()
     inner_done = threading.Event()
@@ -189,3 +199,12 @@ def test_a_session_that_takes_turns_with_another_reads_only_its_new_tokens():
             engine.llm.eval = original_eval
             engine.llm.set_cache(cache)
     assert with_cache < 40 < 200 < without_cache, (with_cache, without_cache)
+
+
+def test_the_prefix_cache_can_be_emptied_for_a_cold_start():
+    cache = make_prefix_cache(capacity_mb=1)
+    cache[(1, 2)] = _State(kv_bytes=1000, rows=1)
+    cache.clear()
+    assert cache.report().entries == 0 and cache.cache_size == 0
+    with pytest.raises(KeyError):
+        _ = cache[(1, 2, 3)]

@@ -268,6 +268,24 @@ def test_no_new_attempt_at_a_line_once_its_retry_window_is_spent(scenarios, engi
     assert model.calls == calls and turn.fallback_used
 
 
+def test_a_line_that_waited_out_its_window_in_the_queue_gets_the_trainer_line_at_once(
+    scenarios, engine
+):
+    model = SlowCountingFake(responses=["I want this sorted today, the parcel came smashed."])
+    sim = CustomerSimulator(
+        scenarios["damaged-delivery"],
+        model,
+        engine,
+        "medium",
+        1,
+        prompts=PROMPTS,
+        retry_window_s=5.0,
+        line_sent_at=lambda: time.monotonic() - 6.0,  # sent 6 s ago, still queued until now
+    )
+    turn = sim.respond("I'm sorry, that sounds really frustrating. What happened?")
+    assert model.calls == 0 and turn.fallback_used and turn.customer
+
+
 def test_a_factual_question_gets_the_scenario_fact_without_a_model_call(scenarios, engine):
     model = CountingFake(responses=["I want this sorted today, the parcel came smashed."])
     acts = load_acts(PROJECT_ROOT / "knowledge" / "trainee_acts.yaml")

@@ -48,6 +48,14 @@ class LlamaEngine:
     load_seconds: float
     queue: ModelQueue = field(default_factory=ModelQueue)
 
+    def forget_prefixes(self) -> None:
+        """Start cold: no prompt in llama.cpp's KV cache and no saved prefix (for measuring a
+        session's first turn as a new session would have it). Call while holding the queue."""
+        self.llm.reset()
+        cache = getattr(self.llm, "cache", None)
+        if cache is not None:
+            cache.clear()
+
     def prefix_cache(self) -> PrefixCacheReport | None:
         """What the prefix cache holds (None when it is off)."""
         cache = getattr(self.llm, "cache", None)

@@ -84,6 +84,11 @@ def make_prefix_cache(capacity_mb: int) -> Any:
                 self._bytes -= state_bytes(dropped)
                 self.evictions += 1
 
+        def clear(self) -> None:
+            """Forget every saved prefix."""
+            self.cache_state.clear()
+            self._bytes = 0
+
         def report(self) -> PrefixCacheReport:
             return PrefixCacheReport(
                 entries=len(self.cache_state),

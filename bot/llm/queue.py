@@ -94,6 +94,12 @@ class ModelQueue:
                 self._held.reset(token)
             self._release(ticket)
 
+    def waiting_since(self) -> float | None:
+        """When the turn this thread holds joined the queue (``time.monotonic()``), if it
+        holds one: the time its trainee has been waiting, queue included."""
+        ticket = self._held.get()
+        return ticket.queued_at if ticket is not None and self._holds_here() else None
+
     def idle(self) -> bool:
         """True when nobody holds the model and nobody waits."""
         with self._cond:

@@ -4,6 +4,7 @@ customer saying this beat (no labels, narration, instruction echo, agent voice).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.guidance.engine import GuidanceEngine, content_words
@@ -108,6 +109,11 @@ class LineChecker:
     echo: PromptEcho | None = None
     agent_only: frozenset[str] = frozenset()
     may_swear: bool = False
+    voice: Callable[[str], bool] | None = None  # True: the line is in an agent's voice
+
+    def voice_problem(self, text: str) -> str | None:
+        """Why ``text`` is not in the customer's voice (the form and voice checks alone)."""
+        return self._form_problem(text) or self._voice_problem(text, "gripe")
 
     def problem(self, text: str, beat: str, topic: str = "", expect: Expectation | None = None
                 ) -> str | None:  # fmt: skip
@@ -155,6 +161,8 @@ class LineChecker:
             return "speaker label"
         if re.search(rf"\b{re.escape(self.name)}\b", text):
             return "talks about themselves by name"
+        if self.voice is not None and self.voice(text):
+            return "speaks like an agent or assistant"
         if self.engine is not None and beat not in {"accept", "soften"}:
             agentish = {d.behaviour_id for d in self.engine.detect(text)} & self.agent_only
             if agentish:

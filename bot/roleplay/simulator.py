@@ -62,13 +62,18 @@ class CustomerSimulator:
         acts: ActCatalogue | None = None,
         attempt_budget: Callable[[], int] | None = None,
         retry_window_s: float | None = None,
+        line_sent_at: Callable[[], float | None] | None = None,
     ) -> None:
         """``attempt_budget()`` says how many model attempts a line may take now (checked
         before each; default :attr:`max_attempts`): a busy model gives fewer, and 0 means the
         trainer-written line at once. The beat, mood and facts are decided in code either way."""
         self.scenario = scenario
         self.attempt_budget = attempt_budget or (lambda: self.max_attempts)
-        self.retry_window_s = retry_window_s  # no new attempt once a line has taken this long
+        # No model attempt starts once the trainee has waited this long for the line, counted
+        # from ``line_sent_at()`` (``time.monotonic()``; e.g. when the turn joined the model's
+        # queue), else from when the line's generation began.
+        self.retry_window_s = retry_window_s
+        self.line_sent_at = line_sent_at or (lambda: None)
         self._line_started = 0.0
         self.model = model
         self.guidance = guidance
@@ -156,7 +161,7 @@ class CustomerSimulator:
         first_token: float | None = None
         said = {self.scenario.opening_line, *(t.customer for t in self.transcript.turns)}
         tried = 0
-        self._line_started = time.perf_counter()
+        self._line_started = self.line_sent_at() or time.monotonic()
         for attempt in range(1, self.max_attempts + 1):
             if attempt > self._budget(rules.beat):
                 break  # the trainer's line: a scripted beat, or a busy model
@@ -196,13 +201,13 @@ class CustomerSimulator:
 
     def _budget(self, beat: str) -> int:
         """Model attempts this line may take: none for a scripted beat (a fact is given in the
-        scenario's own words, numbers exact); no more once the line has used its retry window
-        (a trainee should not wait for a third try); else what :attr:`attempt_budget` allows."""
+        scenario's own words, numbers exact); none once the trainee has waited out the retry
+        window (in the queue or for earlier tries); else what :attr:`attempt_budget` allows."""
         if beat in self.scripted_beats:
             return 0
-        spent = time.perf_counter() - self._line_started
-        if self.retry_window_s is not None and spent > self.retry_window_s:
-            return min(1, self.attempt_budget())  # the attempt made was the last
+        waited = time.monotonic() - self._line_started
+        if self.retry_window_s is not None and waited > self.retry_window_s:
+            return 0  # the trainee has waited long enough: no (more) model attempts
         return self.attempt_budget()
 
     def _fallback(self, rules: RulesOutcome) -> str:
