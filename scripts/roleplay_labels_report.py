@@ -61,9 +61,7 @@ def main(argv: list[str]) -> int:
     for script_id, outcome in report.outcomes.items():
         print(f"  {script_id:34s} {outcome}")
     for r in report.problems if args.errors else []:
-        print(
-            f"  [{r.script}] {r.problem}: {r.text!r} -> {r.beat} ({r.anger_delta:+d})"
-        )
+        print(f"  [{r.script}] {r.problem}: {r.text!r} -> {r.beat} ({r.anger_delta:+d})")
     return 0
 
 

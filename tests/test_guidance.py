@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -216,3 +217,17 @@ def test_check_command_json_cites_sources():
 def test_check_command_neutral_line():
     result = CliRunner().invoke(cli.app, ["check", "Can I have your order number?"])
     assert result.exit_code == 0 and "No guidance behaviour detected" in result.stdout
+
+
+def test_forgetting_old_sentence_vectors_never_loses_those_a_call_needs(engine):
+    """A cold start trains the line classifier over thousands of sentences; when the vector
+    memory filled up mid-call it was cleared, and the call's already-known vectors were lost
+    (KeyError: "That's not acceptable,")."""
+    engine.forget_vectors()
+    known = engine.embed(["I hear you."])
+    filler = np.zeros_like(known[0])
+    engine._vectors.update({f"filler {n}": filler for n in range(engine._vector_memory)})
+    vectors = engine.embed(["I hear you.", "What happened next?"])
+    assert vectors is not None and vectors.shape[0] == 2
+    assert np.allclose(vectors[0], known[0])
+    engine.forget_vectors()

@@ -269,19 +269,23 @@ class GuidanceEngine:
         self._by_id = {b.id: b for b in catalogue.behaviours}
         self._classifier: SoftmaxClassifier | None = None
         self._lock = threading.Lock()
+        self._vector_memory = 4096  # sentence vectors remembered
 
     # -- semantic classifier over the examples
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors; the last few thousand texts are remembered (a line's sentences are
         embedded once for both classifiers)."""
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        with self._vectors_lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
-            fresh = self._embed_now(missing)
-            with self._vectors_lock:
-                if len(self._vectors) > 4096:
+            fresh = dict(zip(missing, self._embed_now(missing), strict=True))
+            known.update(fresh)
+            with self._vectors_lock:  # forgetting old vectors never loses this call's
+                if len(self._vectors) + len(fresh) > self._vector_memory:
                     self._vectors.clear()
-                self._vectors.update(zip(missing, fresh, strict=True))
-        return np.stack([self._vectors[t] for t in texts])
+                self._vectors.update(fresh)
+        return np.stack([known[t] for t in texts])
 
     def forget_vectors(self) -> None:
         """Drop the remembered sentence vectors (benchmarks time a line as if new)."""
