@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     )
     prompts_dir: Path = Field(PROJECT_ROOT / "prompts", validation_alias="COACHBOT_PROMPTS_DIR")
 
+    voice_training: Path | None = Field(
+        PROJECT_ROOT / "evals" / "data" / "customer_voice" / "train.yaml",
+        validation_alias="COACHBOT_VOICE_TRAINING",
+        description="labelled customer and agent lines the customer-voice check is trained on, "
+        "with the scenarios' own lines and the guidance training lines (none: off)",
+    )
     guidance_training: Path | None = Field(
         PROJECT_ROOT / "evals" / "data" / "guidance" / "train.yaml",
         validation_alias="COACHBOT_GUIDANCE_TRAINING",

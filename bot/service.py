@@ -34,7 +34,7 @@ from bot.coach.coach import Coach
 from bot.coach.models import CoachAnswer, CoachEvent
 from bot.config import PROJECT_ROOT, Settings
 from bot.errors import CoachbotError
-from bot.guidance.engine import GuidanceEngine
+from bot.guidance.engine import GuidanceEngine, load_training
 from bot.inputs import clean_user_text
 from bot.llm.capacity import Admission, budget_when
 from bot.llm.chat import ChatSession
@@ -46,6 +46,11 @@ from bot.roleplay.models import Hint, Transcript, Turn
 from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
 from bot.roleplay.scoring import Scorecard, score_transcript
 from bot.roleplay.simulator import CustomerSimulator
+from bot.roleplay.voice import (
+    load_voice_lines,
+    scenario_customer_lines,
+    trained_voice_classifier,
+)
 from bot.store.journal import (
     DurableWrites,
     SaveResult,
@@ -263,7 +268,24 @@ class Services:
             # evals and benches pass their own model and get the same attempts every run
             retry_window_s=self.settings.customer_retry_window_s if model is None else None,
             line_sent_at=self._line_sent_at() if model is None else None,
+            voice=self.voice_check,
         )
+
+    @cached_property
+    def voice_check(self) -> Callable[[str], bool] | None:
+        """True for a customer line in an agent's voice: a classifier trained on
+        ``COACHBOT_VOICE_TRAINING``, the scenarios' own customer lines and the guidance
+        training lines (every one a trainee's, so an agent's); None when it is off."""
+        path = self.settings.voice_training
+        if path is None:
+            return None
+        labelled = load_voice_lines(path)
+        customer = [line.text for line in labelled if line.label == "customer"]
+        agent = [line.text for line in labelled if line.label == "agent"]
+        customer += scenario_customer_lines(self.scenarios.values())
+        if self.settings.guidance_training is not None:
+            agent += [line.text for line in load_training(self.settings.guidance_training)]
+        return trained_voice_classifier(tuple(customer), tuple(agent)).is_agent
 
     def _line_sent_at(self) -> Callable[[], float | None] | None:
         """When the turn in progress joined the embedded model's queue (None: no queue)."""

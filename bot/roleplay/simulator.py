@@ -63,6 +63,7 @@ class CustomerSimulator:
         attempt_budget: Callable[[], int] | None = None,
         retry_window_s: float | None = None,
         line_sent_at: Callable[[], float | None] | None = None,
+        voice: Callable[[str], bool] | None = None,
     ) -> None:
         """``attempt_budget()`` says how many model attempts a line may take now (checked
         before each; default :attr:`max_attempts`): a busy model gives fewer, and 0 means the
@@ -89,7 +90,7 @@ class CustomerSimulator:
             scenario, self.preset, guidance.catalogue.customer_rules, self.state, acts
         )
         self.checker = customer_line_checker(
-            scenario.customer.name, guidance, prompts, scenario.customer.may_swear
+            scenario.customer.name, guidance, prompts, scenario.customer.may_swear, voice
         )
         self.transcript = Transcript(
             scenario_id=scenario.id,

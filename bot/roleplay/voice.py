@@ -9,8 +9,9 @@ lines it catches, and how many real customer lines it wrongly rejects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bot.datafiles import field_path, read_yaml
 from bot.errors import DataValidationError
+from bot.roleplay.scenarios import Scenario
 
 Voice = Literal["customer", "agent"]
 # Chosen on the dev split (docs/ROLEPLAY.md): the bar a line's agent probability must reach.
-AGENT_VOICE_THRESHOLD = 0.85
+AGENT_VOICE_THRESHOLD = 0.8
 AGENT_VOICE_C = 16.0
 
 
@@ -132,3 +134,21 @@ class VoiceClassifier:
 
     def is_agent(self, text: str) -> bool:
         return self.agent_probability(text) >= self.threshold
+
+
+@lru_cache(maxsize=4)
+def trained_voice_classifier(customer: tuple[str, ...], agent: tuple[str, ...]) -> VoiceClassifier:
+    """A :class:`VoiceClassifier` on these lines, trained once per process."""
+    return VoiceClassifier.train(customer, agent)
+
+
+def scenario_customer_lines(scenarios: Iterable[Scenario]) -> list[str]:
+    """Every line the scenarios give their customers in full (opening lines, facts, and bank
+    lines without placeholders): trainer-written examples of a customer's voice."""
+    lines: list[str] = []
+    for scenario in scenarios:
+        bank = scenario.fallback_lines
+        for beat in type(bank).model_fields:
+            lines += [line for line in getattr(bank, beat) if "{" not in line]
+        lines += [scenario.opening_line, *(fact.answer for fact in scenario.facts)]
+    return lines
