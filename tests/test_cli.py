@@ -126,3 +126,25 @@ def test_doctor_passes_on_this_machine(cli_env):
     assert statuses["model file"] == statuses["embeddings"] == statuses["tiktoken"] == "ok"
     assert statuses["knowledge index"] == "ok"
     assert result.exit_code == 0
+
+
+def test_doctor_says_how_many_trainees_capacity_measured(tmp_path):
+    from bot.cli.doctor import check_classroom
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    unmeasured = check_classroom(settings)
+    assert unmeasured.status == "warn" and "coachbot capacity" in (unmeasured.fix or "")
+    settings.data_dir.mkdir(parents=True)
+    (settings.data_dir / "capacity.json").write_text(
+        json.dumps(
+            {
+                "model": settings.local_model,
+                "trainees": 6,
+                "reply_p95_target_s": 10.0,
+                "measured_at": "2026-12-07T14:00:00+0000",
+            }
+        )
+    )
+    measured = check_classroom(settings)
+    assert measured.status == "ok" and "6 trainee(s) at a reply p95 of 10 s" in measured.detail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import subprocess
 import sys
 import time
@@ -195,6 +196,33 @@ def check_api(settings: Settings) -> Check:
     return Check("OpenAI API", "ok", f"{settings.openai_model} answers at {where}")
 
 
+def check_classroom(settings: Settings) -> Check:
+    """How many trainees this machine serves on the embedded model, as last measured."""
+    limit = settings.max_trainees
+    cache = f"prefix cache {settings.prefix_cache_mb} MB"
+    if settings.llm_provider == "openai":
+        return Check("classroom", "skip", "the model server queues and batches (API model)")
+    try:
+        measured = json.loads((settings.data_dir / "capacity.json").read_text())
+    except (OSError, ValueError):
+        measured = None
+    if measured and measured.get("model") == settings.local_model:
+        detail = (
+            f"{measured['trainees']} trainee(s) at a reply p95 of "
+            f"{measured['reply_p95_target_s']:g} s (measured {measured['measured_at']}); {cache}"
+        )
+        if limit is not None:
+            detail += f"; COACHBOT_MAX_TRAINEES={limit} admits {limit}"
+        return Check("classroom", "ok", detail)
+    admits = f"admits {limit} practice sessions" if limit else "admits every practice session"
+    return Check(
+        "classroom",
+        "warn",
+        f"not measured on this machine: the app {admits}; {cache}",
+        "run `coachbot capacity` to measure how many trainees it can serve",
+    )
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """All checks, in dependency order."""
     checks: list[Check] = []
@@ -207,4 +235,5 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.append(_timed("embeddings", lambda: check_embeddings(settings)))
     checks.append(_timed("tiktoken", lambda: check_tiktoken(settings)))
     checks.append(_timed("knowledge index", lambda: check_index(settings)))
+    checks.append(_timed("classroom", lambda: check_classroom(settings)))
     return checks
