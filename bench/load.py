@@ -671,6 +671,31 @@ def check_persistence(
         store.close()
 
 
+def customer_line_sources(database_url: str, reports: list[SessionReport]) -> dict[str, int]:
+    """Where the saved customer lines of ``reports`` came from: the model, a trainer line after
+    failed model attempts, or a trainer line at once (a fact, or the model too busy)."""
+    from bot.store.sessions import SessionStore
+
+    store = SessionStore(database_url)
+    counts = {"model": 0, "trainer_after_attempts": 0, "trainer_at_once": 0}
+    threads = {r.thread_id for r in reports if r.thread_id and r.profile == PRACTICE}
+    try:
+        for summary_ in store.list_sessions(limit=100_000):
+            if summary_.thread_id not in threads:
+                continue
+            transcript = store.get_session(summary_.id).transcript()
+            for turn in transcript.turns if transcript else []:
+                if not turn.fallback_used:
+                    counts["model"] += 1
+                elif turn.attempts:
+                    counts["trainer_after_attempts"] += 1
+                else:
+                    counts["trainer_at_once"] += 1
+    finally:
+        store.close()
+    return counts
+
+
 def check_chainlit_history(db_path: Path, reports: list[SessionReport]) -> list[str]:
     """Problems with Chainlit's own tables (its data layer logs SQL errors only as warnings):
     each chat needs its thread row and one ``user_message`` step per line sent."""
@@ -763,6 +788,7 @@ class LoadOutcome:
     journal_left: int | None = None  # writes still in the app's journal after the run
     dead_letters: int | None = None
     outage_s: float | None = None  # how long the database really was away
+    customer_lines: dict[str, int] = field(default_factory=dict)
 
     def errors(self) -> list[str]:
         """Every error of the measured sessions, the warm-up and the setup (during an injected
@@ -1009,6 +1035,9 @@ def _check_after(
         outcome.persistence_problems += check_chainlit_history(
             data_dir / "coachbot.db", outcome.reports
         )
+        outcome.customer_lines = customer_line_sources(
+            f"sqlite:///{data_dir / 'coachbot.db'}", outcome.reports
+        )
     elif outcome.reports:
         outcome.persistence_problems.append(f"no session store at {data_dir / 'coachbot.db'}")
 
@@ -1057,7 +1086,7 @@ def print_outcome(outcome: LoadOutcome) -> None:
         print(
             f"  classroom {room['minutes']:g} min: {room['chats']} chats, turned away "
             f"{room['turned_away']}, replies that waited with a queue note "
-            f"{room['replies_that_waited_with_a_note']}"
+            f"{room['replies_that_waited_with_a_note']}; customer lines {room['customer_lines']}"
         )
     for problem in [*outcome.errors(), *outcome.persistence_problems, *outcome.tracebacks][:30]:
         print(f"  ! {problem}")

@@ -29,6 +29,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
 
 from bot.coach.coach import Coach
 from bot.coach.models import CoachAnswer, CoachEvent
@@ -357,9 +358,10 @@ class Services:
         the model as in the app, and restores its own prefix after the others' turns), each
         line allowed ``attempts`` model attempts (default: as the queue gives)."""
         engine = getattr(self.customer_model, "engine", None)
-        if engine is not None:  # every budget starts cold, as a new class would
+        if engine is not None:  # every budget starts as the app does: scenario prompts read
             with self.model_slot("capacity"):
                 engine.forget_prefixes()
+            self.warm_customer_prefixes()
         runs = {sid: self.customer(sid, "medium", seed, attempts=attempts) for sid in scripts}
         seconds: list[float] = []
         for number in range(max(len(lines) for lines in scripts.values())):
@@ -372,6 +374,20 @@ class Services:
                     simulator.respond(lines[number])
                 seconds.append(round(time.perf_counter() - started, 3))
         return seconds
+
+    def warm_customer_prefixes(self) -> int:
+        """Read every scenario's customer system prompt into the embedded model's prefix
+        cache, so a session's first turn reads only its own part of the prompt (the app does
+        this at start, after :meth:`warm_up`). Returns how many were read (0: no cache)."""
+        engine = getattr(self.customer_model, "engine", None)
+        if engine is None or engine.prefix_cache() is None:
+            return 0
+        for scenario_id in self.scenarios:
+            simulator = self.customer(scenario_id)
+            start = [SystemMessage(simulator.system_prompt), HumanMessage("")]
+            with self.model_slot("warm-up"):  # waits behind trainees' turns like any turn
+                self.customer_model.invoke(start, max_tokens=1)
+        return len(self.scenarios)
 
     def warm_up(self) -> None:
         """Build everything now (the app calls this at start so the first reply is fast)."""

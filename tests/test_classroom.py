@@ -16,6 +16,7 @@ import chainlit as cl
 from chainlit.context import init_ws_context
 
 from bot.llm.capacity import Admission, budget_when, classroom_capacity, simulate_classroom
+from bot.llm.prefix_cache import make_prefix_cache
 from bot.service import Services
 from bot.web import app
 from tests.conftest import make_settings
@@ -132,3 +133,13 @@ def test_the_app_admits_what_capacity_measured_unless_the_setting_says(tmp_path)
     assert classroom().limit is None  # measured for another model
     (data / "capacity.json").write_text(json.dumps({"model": "qwen2.5-coder-1.5b", "trainees": 0}))
     assert classroom().limit == 1  # too slow for the target: still one trainee at a time
+
+
+def test_the_scenarios_customer_prompts_are_read_into_the_prefix_cache_at_start(make_services):
+    llm = CountingLlama()
+    svc = make_services(counting_model(llm))
+    assert svc.warm_customer_prefixes() == 0, "no prefix cache: nothing to warm"
+    llm.cache = make_prefix_cache(capacity_mb=1)
+    assert svc.warm_customer_prefixes() == len(svc.scenarios)
+    assert llm.produced == len(svc.scenarios)  # one token each: the prompt is what counts
+    assert svc.model_queue.idle()

@@ -24,7 +24,7 @@ def checker(tmp_path_factory, engine):
 @pytest.mark.parametrize(
     "line",
     [
-        "I'm disappointed that my music box isn't working, and I can't understand why they left it.",
+        "I'm disappointed my music box isn't working, and I can't understand why they left it.",
         "I'm so upset. I've waited in all week and nobody has even rung me.",
         "I don't want another replacement, I want my money back.",
     ],

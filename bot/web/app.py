@@ -223,6 +223,7 @@ async def on_app_startup() -> None:
             log.warning("the write journal could not be replayed: %s", exc)
         try:
             svc.warm_up()
+            svc.warm_customer_prefixes()  # each scenario's prompt read once, for first turns
         except Exception as exc:  # the first session will report it in a friendly way
             log.warning("warm-up failed: %s", exc)
 
