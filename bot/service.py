@@ -361,7 +361,7 @@ class Services:
         if engine is not None:  # every budget starts as the app does: scenario prompts read
             with self.model_slot("capacity"):
                 engine.forget_prefixes()
-            self.warm_customer_prefixes()
+            self.warm_customer_prefixes(list(scripts))
         runs = {sid: self.customer(sid, "medium", seed, attempts=attempts) for sid in scripts}
         seconds: list[float] = []
         for number in range(max(len(lines) for lines in scripts.values())):
@@ -375,19 +375,21 @@ class Services:
                 seconds.append(round(time.perf_counter() - started, 3))
         return seconds
 
-    def warm_customer_prefixes(self) -> int:
-        """Read every scenario's customer system prompt into the embedded model's prefix
-        cache, so a session's first turn reads only its own part of the prompt (the app does
-        this at start, after :meth:`warm_up`). Returns how many were read (0: no cache)."""
+    def warm_customer_prefixes(self, scenario_ids: Sequence[str] | None = None) -> int:
+        """Read each scenario's (default: every one's) customer system prompt into the
+        embedded model's prefix cache, so a session's first turn reads only its own part of the
+        prompt (the app does this at start, after :meth:`warm_up`). Returns how many were read
+        (0: no prefix cache)."""
         engine = getattr(self.customer_model, "engine", None)
         if engine is None or engine.prefix_cache() is None:
             return 0
-        for scenario_id in self.scenarios:
+        ids = list(scenario_ids) if scenario_ids is not None else list(self.scenarios)
+        for scenario_id in ids:
             simulator = self.customer(scenario_id)
             start = [SystemMessage(simulator.system_prompt), HumanMessage("")]
             with self.model_slot("warm-up"):  # waits behind trainees' turns like any turn
                 self.customer_model.invoke(start, max_tokens=1)
-        return len(self.scenarios)
+        return len(ids)
 
     def warm_up(self) -> None:
         """Build everything now (the app calls this at start so the first reply is fast)."""

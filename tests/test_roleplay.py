@@ -225,21 +225,20 @@ class CountingFake(FakeListChatModel):
         yield from super()._stream(*args, **kwargs)
 
 
+def counted_turn(scenarios, engine, model, **options):
+    """One empathetic line to the damaged-delivery customer on ``model`` with ``options``."""
+    sim = CustomerSimulator(
+        scenarios["damaged-delivery"], model, engine, "medium", 1, prompts=PROMPTS, **options
+    )
+    return sim.respond("I'm sorry, that sounds really frustrating. What happened?")
+
+
 @pytest.mark.parametrize(("budget", "calls"), [(3, 3), (1, 1), (0, 0)])
 def test_a_busy_model_gives_a_line_fewer_attempts_down_to_the_trainer_line(
     scenarios, engine, budget, calls
 ):
     model = CountingFake(responses=["(Margaret sighs) Fine."])  # fails the checks every time
-    sim = CustomerSimulator(
-        scenarios["damaged-delivery"],
-        model,
-        engine,
-        "medium",
-        1,
-        prompts=PROMPTS,
-        attempt_budget=lambda: budget,
-    )
-    turn = sim.respond("I'm sorry, that sounds really frustrating. What happened?")
+    turn = counted_turn(scenarios, engine, model, attempt_budget=lambda: budget)
     assert model.calls == calls and turn.attempts == calls
     assert turn.fallback_used and turn.customer  # the trainer-written line for the beat
 
@@ -255,16 +254,7 @@ class SlowCountingFake(CountingFake):
 @pytest.mark.parametrize(("window", "calls"), [(None, 3), (0.1, 1), (0.4, 2)])
 def test_no_new_attempt_at_a_line_once_its_retry_window_is_spent(scenarios, engine, window, calls):
     model = SlowCountingFake(responses=["(Margaret sighs) Fine."])  # fails the checks
-    sim = CustomerSimulator(
-        scenarios["damaged-delivery"],
-        model,
-        engine,
-        "medium",
-        1,
-        prompts=PROMPTS,
-        retry_window_s=window,
-    )
-    turn = sim.respond("I'm sorry, that sounds really frustrating. What happened?")
+    turn = counted_turn(scenarios, engine, model, retry_window_s=window)
     assert model.calls == calls and turn.fallback_used
 
 
@@ -272,17 +262,13 @@ def test_a_line_that_waited_out_its_window_in_the_queue_gets_the_trainer_line_at
     scenarios, engine
 ):
     model = SlowCountingFake(responses=["I want this sorted today, the parcel came smashed."])
-    sim = CustomerSimulator(
-        scenarios["damaged-delivery"],
-        model,
+    turn = counted_turn(
+        scenarios,
         engine,
-        "medium",
-        1,
-        prompts=PROMPTS,
+        model,
         retry_window_s=5.0,
         line_sent_at=lambda: time.monotonic() - 6.0,  # sent 6 s ago, still queued until now
     )
-    turn = sim.respond("I'm sorry, that sounds really frustrating. What happened?")
     assert model.calls == 0 and turn.fallback_used and turn.customer
 
 
