@@ -143,3 +143,13 @@ def test_the_scenarios_customer_prompts_are_read_into_the_prefix_cache_at_start(
     assert svc.warm_customer_prefixes() == len(svc.scenarios)
     assert llm.produced == len(svc.scenarios)  # one token each: the prompt is what counts
     assert svc.model_queue.idle()
+
+
+def test_a_line_that_waited_out_the_retry_window_is_replayed_as_a_trainer_line():
+    slow = {3: [6.0, 7.0], 1: [6.0, 7.0], 0: [0.01]}
+    without, _ = classroom_capacity(slow, 10.0, max_trainer_line_share=1.0)
+    with_window, estimates = classroom_capacity(
+        slow, 10.0, max_trainer_line_share=1.0, retry_window_s=3.0
+    )
+    assert with_window > without
+    assert estimates[with_window - 1].trainer_line_share > 0

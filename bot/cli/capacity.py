@@ -58,7 +58,8 @@ def capacity_command(
             label = f"Timing practice turns, {attempts} model attempt(s) a line…"
             with status(label, as_json):
                 times[attempts] = services.time_practice_turns(scripts, attempts=attempts)
-        trainees, estimates = classroom_capacity(times, target)
+        window = services.settings.customer_retry_window_s
+        trainees, estimates = classroom_capacity(times, target, retry_window_s=window)
         result = _result(services, times, trainees, estimates, target)
         services.capacity_file.parent.mkdir(parents=True, exist_ok=True)
         services.capacity_file.write_text(json.dumps(result, indent=2))

@@ -5,8 +5,9 @@ turn times (``coachbot capacity`` measures them on this machine, for each number
 attempts a line may take): it replays a classroom, each trainee sending a line 15 to 30 s after
 the previous reply, through one first-come, first-served model, gives each turn the attempts the
 app would (one fewer per turn waiting behind it), draws its service time from the ones measured
-for that budget, and finds the largest class whose reply p95 (waiting plus service) meets the
-target. The queueing is simulated; the work per turn is measured.
+for that budget (a line that waited out the retry window in the queue gets the trainer's line
+at once, as in the app), and finds the largest class whose reply p95 (waiting plus service)
+meets the target. The queueing is simulated; the work per turn is measured.
 
 :class:`Admission` holds the practice sessions in progress and turns away new ones beyond the
 limit, so a class that outgrows the machine is told so instead of every trainee waiting longer.
@@ -65,13 +66,14 @@ def simulate_classroom(
     minutes: float = CLASSROOM_MINUTES,
     runs: int = 20,
     seed: int = 0,
+    retry_window_s: float | None = None,
 ) -> ClassroomEstimate:
     """Reply times for ``trainees`` on one FIFO model whose turns take ``turn_times``."""
     rng = random.Random(seed)
     replies: list[float] = []
     busy, at_once = 0.0, 0
     for _ in range(runs):
-        run = _one_class(trainees, turn_times, think_s, minutes * 60, rng)
+        run = _one_class(trainees, turn_times, (think_s, minutes * 60, retry_window_s), rng)
         replies += run.replies
         busy += run.busy
         at_once += run.trainer_lines
@@ -95,10 +97,11 @@ class _Run:
 def _one_class(
     trainees: int,
     turn_times: TurnTimes,
-    think_s: tuple[float, float],
-    horizon_s: float,
+    shape: tuple[tuple[float, float], float, float | None],
     rng: random.Random,
 ) -> _Run:
+    """One class: ``shape`` is (think seconds, horizon seconds, retry window or None)."""
+    think_s, horizon_s, window = shape
     arrivals = [(rng.uniform(0, think_s[1]), trainee) for trainee in range(trainees)]
     heapq.heapify(arrivals)
     free_at, run = 0.0, _Run(replies=[])
@@ -107,7 +110,8 @@ def _one_class(
         if sent_at > horizon_s:
             break
         start = max(sent_at, free_at)
-        budget = budget_when(sum(1 for at, _ in arrivals if at <= start))
+        waited_out = window is not None and start - sent_at > window
+        budget = 0 if waited_out else budget_when(sum(1 for at, _ in arrivals if at <= start))
         service = rng.choice(_times_for(turn_times, budget))
         free_at = start + service
         run.busy += service
@@ -122,6 +126,7 @@ def classroom_capacity(
     reply_p95_target_s: float = 10.0,
     most: int = 60,
     max_trainer_line_share: float = MAX_TRAINER_LINE_SHARE,
+    retry_window_s: float | None = None,
 ) -> tuple[int, list[ClassroomEstimate]]:
     """The largest class whose reply p95 meets the target with at most
     ``max_trainer_line_share`` of its lines given the trainer's line for want of time (0 if
@@ -130,7 +135,7 @@ def classroom_capacity(
     estimates: list[ClassroomEstimate] = []
     capacity = 0
     for trainees in range(1, most + 1):
-        estimate = simulate_classroom(trainees, turn_times)
+        estimate = simulate_classroom(trainees, turn_times, retry_window_s=retry_window_s)
         estimates.append(estimate)
         too_busy = estimate.trainer_line_share > max_trainer_line_share
         if estimate.reply_p95_s > reply_p95_target_s or too_busy:
