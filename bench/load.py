@@ -863,6 +863,7 @@ class LoadOutcome:
                 "chats": len(self.reports),
                 "turned_away": sum(r.turned_away for r in self.reports),
                 "replies_that_waited_with_a_note": sum(1 for x in self.replies() if x.queue_notes),
+                "customer_lines": self.customer_lines,
             }
             if self.config.profile == "classroom"
             else None,

@@ -66,3 +66,33 @@ def test_a_database_outage_under_load_loses_nothing(tmp_path: Path) -> None:
     assert outcome.persistence_problems == [], why  # every line saved once, in order
     assert outcome.saved_lines == 4 * 2 and outcome.journal_left == 0, why
     assert outcome.dead_letters == 0 and outcome.tracebacks == [], why
+
+
+def test_a_classroom_beyond_the_limit_is_turned_away_plainly_and_the_rest_all_saved(
+    tmp_path: Path, capsys
+) -> None:
+    """The classroom profile on the fake model: three trainees, the app admitting two, a line
+    every 1-2 s for 12 s. The third is told the class is full; the others' lines are all
+    answered and saved; the summary and the result numbers are printed without error."""
+    from bench.load import print_outcome
+
+    config = LoadConfig(
+        sessions=3,
+        timeout=120,
+        reply_timeout=30,
+        token_delay=0.01,
+        start_timeout=60,
+        profile="classroom",
+        minutes=12 / 60,
+        think_s=(1.0, 2.0),
+        max_trainees=2,
+    )
+    outcome = run_load(config, tmp_path)
+    why = _diagnose(outcome)
+    assert outcome.errors() == [] and outcome.lost() == 0, why
+    room = outcome.metrics()["classroom"]
+    assert room["turned_away"] == 1, why
+    assert sum(room["customer_lines"].values()) == len(outcome.replies()) > 0, why
+    assert outcome.persistence_problems == [] and outcome.tracebacks == [], why
+    print_outcome(outcome)
+    assert "turned away 1" in capsys.readouterr().out
