@@ -321,10 +321,14 @@ class Services:
         return queue.hold(owner, on_position) if queue is not None else nullcontext()
 
     @property
+    def local_engine(self) -> Any:
+        """The embedded model's engine (None with an API model; loads the local model)."""
+        return getattr(self.customer_model, "engine", None)
+
+    @property
     def model_queue(self) -> Any:
         """The embedded model's queue (None with an API model; loads the local model)."""
-        engine = getattr(self.customer_model, "engine", None)
-        return getattr(engine, "queue", None)
+        return getattr(self.local_engine, "queue", None)
 
     @property
     def capacity_file(self) -> Path:
@@ -337,8 +341,9 @@ class Services:
             found = json.loads(self.capacity_file.read_text())
         except (OSError, ValueError):
             return None
-        same_model = found.get("model") == self.settings.local_model
-        return found if isinstance(found, dict) and same_model else None
+        if not isinstance(found, dict) or found.get("model") != self.settings.local_model:
+            return None
+        return found
 
     @cached_property
     def classroom(self) -> Admission:
@@ -357,7 +362,7 @@ class Services:
         """Seconds per practice turn, with the scripted sessions taking turns (each turn holds
         the model as in the app, and restores its own prefix after the others' turns), each
         line allowed ``attempts`` model attempts (default: as the queue gives)."""
-        engine = getattr(self.customer_model, "engine", None)
+        engine = self.local_engine
         if engine is not None:  # every budget starts as the app does: scenario prompts read
             with self.model_slot("capacity"):
                 engine.forget_prefixes()
@@ -380,7 +385,7 @@ class Services:
         embedded model's prefix cache, so a session's first turn reads only its own part of the
         prompt (the app does this at start, after :meth:`warm_up`). Returns how many were read
         (0: no prefix cache)."""
-        engine = getattr(self.customer_model, "engine", None)
+        engine = self.local_engine
         if engine is None or engine.prefix_cache() is None:
             return 0
         ids = list(scenario_ids) if scenario_ids is not None else list(self.scenarios)

@@ -133,6 +133,8 @@ def test_the_app_admits_what_capacity_measured_unless_the_setting_says(tmp_path)
     assert classroom().limit is None  # measured for another model
     (data / "capacity.json").write_text(json.dumps({"model": "qwen2.5-coder-1.5b", "trainees": 0}))
     assert classroom().limit == 1  # too slow for the target: still one trainee at a time
+    (data / "capacity.json").write_text("[1, 2]")  # not a result: ignored, not a crash
+    assert classroom().limit is None
 
 
 def test_the_scenarios_customer_prompts_are_read_into_the_prefix_cache_at_start(make_services):

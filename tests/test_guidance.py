@@ -231,3 +231,14 @@ def test_forgetting_old_sentence_vectors_never_loses_those_a_call_needs(engine):
     assert vectors is not None and vectors.shape[0] == 2
     assert np.allclose(vectors[0], known[0])
     engine.forget_vectors()
+
+
+def test_pattern_detections_are_exactly_detects_pattern_hits(engine):
+    """The customer-voice check asks for patterns only; it must get what detect() would give."""
+    from bot.roleplay.voice import load_voice_lines
+
+    lines = load_voice_lines(PROJECT_ROOT / "evals" / "data" / "customer_voice" / "dev.yaml")
+    for line in [*lines[:60], "Calm down, sir.", "As I told you, it's not my job."]:
+        text = getattr(line, "text", line)
+        full = {(d.behaviour_id, d.evidence) for d in engine.detect(text) if d.method == "pattern"}
+        assert {(d.behaviour_id, d.evidence) for d in engine.pattern_detections(text)} == full

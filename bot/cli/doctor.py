@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import subprocess
 import sys
 import time
@@ -202,11 +201,10 @@ def check_classroom(settings: Settings) -> Check:
     cache = f"prefix cache {settings.prefix_cache_mb} MB"
     if settings.llm_provider == "openai":
         return Check("classroom", "skip", "the model server queues and batches (API model)")
-    try:
-        measured = json.loads((settings.data_dir / "capacity.json").read_text())
-    except (OSError, ValueError):
-        measured = None
-    if measured and measured.get("model") == settings.local_model:
+    from bot.service import Services  # reads capacity.json; builds nothing else
+
+    measured = Services(settings).measured_capacity()
+    if measured:
         detail = (
             f"{measured['trainees']} trainee(s) at a reply p95 of "
             f"{measured['reply_p95_target_s']:g} s (measured {measured['measured_at']}); {cache}"

@@ -549,6 +549,12 @@ class GuidanceEngine:
                 }
         return {}
 
+    def pattern_detections(self, text: str) -> list[Detection]:
+        """The catalogue patterns the line matches (scope rules applied): exactly the
+        ``method == "pattern"`` detections of :meth:`detect`, which never drops a pattern hit,
+        without its vectors and classifiers."""
+        return list(self._pattern_hits(text).values()) if text and text.strip() else []
+
     def detect(
         self, text: str, context: DetectionContext | None = None, scoped: bool = True
     ) -> list[Detection]:

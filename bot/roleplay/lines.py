@@ -167,9 +167,8 @@ class LineChecker:
             # Catalogue patterns only: the line classifier, trained on trainees' lines, read a
             # customer's own feelings as validation (35% of real customer lines rejected on the
             # customer-voice dev split); the voice classifier judges the rest.
-            detections = self.engine.detect(text)
-            agentish = {d.behaviour_id for d in detections if d.method == "pattern"}
-            agentish &= self.agent_only
+            found = self.engine.pattern_detections(text)
+            agentish = {d.behaviour_id for d in found} & self.agent_only
             if agentish:
                 return f"speaks like an agent ({', '.join(sorted(agentish))})"
         return None

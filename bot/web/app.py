@@ -270,6 +270,13 @@ def _cancel_event() -> threading.Event | None:
         return None
 
 
+@contextlib.contextmanager
+def _worker_scope(cancel: threading.Event | None, note: WaitingNote | None) -> Iterator[None]:
+    """In the worker thread: the turn's cancel scope and, with a note, the model held."""
+    with cancel_scope(cancel), note.hold() if note else contextlib.nullcontext():
+        yield
+
+
 def _waiting_note(queued: bool) -> WaitingNote | None:
     """For a turn that needs the model: its place in the model's queue, shown while it waits."""
     return WaitingNote(services(), _session_id()) if queued else None
@@ -283,7 +290,7 @@ async def _in_thread(fn: Callable[[], T], *, queued: bool = False) -> T:
     note = _waiting_note(queued)
 
     def work() -> T:
-        with cancel_scope(cancel), note.hold() if note else contextlib.nullcontext():
+        with _worker_scope(cancel, note):
             return fn()
 
     try:
@@ -309,7 +316,7 @@ async def _iterate_in_thread(make: Callable[[], Iterator[T]], *, queued: bool = 
 
     def work() -> None:
         try:
-            with cancel_scope(cancel), note.hold() if note else contextlib.nullcontext():
+            with _worker_scope(cancel, note):
                 for item in make():
                     loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
         except BaseException as exc:  # handed to the event loop side
@@ -595,7 +602,7 @@ async def on_hint(action: cl.Action) -> None:
         if run is None or run.finished:
             await cl.Message(content="There is no practice session running.").send()
             return
-        hint = await _in_thread(run.hint, queued=True)
+        hint = await _in_thread(run.hint)  # no model call: it need not queue
         knowledge_dir = services().settings.knowledge_dir
         await cl.Message(content=hint_markdown(hint, knowledge_dir), author="coachbot").send()
 
@@ -614,7 +621,7 @@ async def on_end(action: cl.Action) -> None:
 
 
 async def _debrief(run: PracticeRun) -> None:
-    card = await _in_thread(run.end, queued=True)
+    card = await _in_thread(run.end)  # scoring uses no model: it need not queue
     svg = mood_curve_svg(card.mood)
     chart = cl.Image(
         name="Mood curve", content=svg.encode("utf-8"), mime="image/svg+xml", display="inline"
