@@ -15,6 +15,7 @@ FROZEN = {
     "guidance/test.yaml": "5143a322302423324cef6d6598633167f14349fdb5d347cd8a28702c8a933caf",
     "guidance/test-2.yaml": "7bc366a27636a2d9dd27c96b186512f21c191e574101f3862660deb3c0bdc457",
     "coach/test.yaml": "0a57510d4c021d3e4f24837d091dee84c8b7c6b8a7d8f2c5204cd7b3d472506b",
+    "coach/test-2.yaml": "7be4cef77ff2899113e3a1e30d19778eda118a60772f00ad7c648e7161112a20",
     "roleplay/test.yaml": "1cef5fda9376a33434cacabe90ed497ec38a85c31f020c685e7ab2cbda0bfae3",
     "customer_voice/test.yaml": "d821a2e2fd626a06f3d07e5558ae1288ef09c0d7cdf47c7d99b19567f2b1876e",
 }
@@ -35,7 +36,7 @@ def test_guidance_labels_are_catalogue_behaviours(split: str) -> None:
     assert all(item["text"].strip() for item in items)
 
 
-@pytest.mark.parametrize("split", ["train", "dev", "test"])
+@pytest.mark.parametrize("split", ["train", "dev", "test", "test-2"])
 def test_coach_answer_quotes_are_verbatim(split: str) -> None:
     articles = PROJECT_ROOT / "knowledge" / "articles"
     by_origin = {}
