@@ -2,10 +2,13 @@
 retrieval configuration.
 
 A hit is a returned passage that contains one of the question's answer quotes (normalised
-text); out-of-scope questions are left out. Follow-ups are searched as the coach searches them
-(the earlier question joined on, ``bot.coach.answer_text.rewrite_query``). The index is built
-from the shipped knowledge/ in a temporary directory, with the reviewed passage questions
-(``knowledge/passage_questions.yaml``) and no chat model.
+text); out-of-scope questions are left out. "cited" is the share of questions whose coach
+citations (the passages of the context sentences the coach picks from its top 4,
+``bot.coach.context.select_context``) include an answering passage: the citations are fixed
+before the model writes, so no chat model is needed. Follow-ups are searched as the coach
+searches them (the earlier question joined on, ``bot.coach.answer_text.rewrite_query``). The
+index is built from the shipped knowledge/ in a temporary directory, with the reviewed passage
+questions (``knowledge/passage_questions.yaml``) and no chat model.
 
 Usage: .venv/bin/python scripts/retrieval_report.py [--splits train,dev] [--json OUT]
        [--misses] [--rrf-k K] [--question-weight W] [--depth 30] [--generated]
@@ -22,16 +25,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from rich.console import Console
 from rich.table import Table
 
 from bot.coach.answer_text import rewrite_query
+from bot.coach.context import select_context
 from bot.config import PROJECT_ROOT, Settings
 from bot.datafiles import load_yaml_model
 from bot.knowledge import KnowledgeIndex
 from bot.knowledge.hybrid import RetrievalConfig
-from bot.knowledge.metrics import RetrievalScores, answer_rank
+from bot.knowledge.metrics import RetrievalScores, answer_rank, answers
 from bot.knowledge.questions import (
     PassageQuestions,
     QuestionSource,
@@ -42,6 +47,7 @@ from bot.prompts import PromptLibrary
 
 DATA = PROJECT_ROOT / "evals" / "data" / "coach"
 DEPTH = 10  # passages asked for per question (MRR looks this deep)
+COACH_K, COACH_SENTENCES = 4, 2  # what the coach retrieves and shows (bot/coach/coach.py)
 CONFIGS: dict[str, tuple[str, ...]] = {
     "dense (before)": ("dense:chunk",),
     "bm25": ("lexical:chunk",),
@@ -107,13 +113,24 @@ def build_index(tmp: Path, generated: bool = False) -> KnowledgeIndex:
     return index
 
 
+def _embed(index: KnowledgeIndex) -> Any:
+    def embed(texts: list[str]) -> np.ndarray:
+        raw = np.asarray(index.embeddings.embed_documents(texts), dtype=np.float32)
+        return raw / np.clip(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12, None)
+
+    return embed
+
+
 def score(
     index: KnowledgeIndex, items: list[dict[str, Any]], config: RetrievalConfig
 ) -> tuple[RetrievalScores, list[dict[str, Any]]]:
     scores, misses = RetrievalScores(), []
+    embed = _embed(index)
     for item in items:
         hits = index.search(item["query"], k=DEPTH, config=config)
         rank = answer_rank([h.text for h in hits], item["answer_quotes"])
+        citations, _ = select_context(embed, item["query"], hits[:COACH_K], COACH_SENTENCES)
+        scores.cited.append(any(answers(c.text, item["answer_quotes"]) for c in citations))
         scores.add(rank)
         if rank is None or rank > 3:
             misses.append({"id": item["id"], "rank": rank, "query": item["query"],
@@ -145,7 +162,7 @@ def main() -> int:
         parser.error(f"unknown configuration(s) {unknown}; known: {list(CONFIGS)}")
 
     console = Console()
-    table = Table("split", "configuration", "questions", "hit@1", "hit@3", "hit@5", "MRR")
+    table = Table("split", "configuration", "questions", "hit@1", "hit@3", "hit@5", "MRR", "cited")
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="coachbot-retrieval-") as tmp:
         index = build_index(Path(tmp), generated=args.generated)
@@ -162,8 +179,8 @@ def main() -> int:
                 row = {"split": split, "configuration": name, **scores.to_dict(),
                        "indexed_questions": kind}  # fmt: skip
                 results.append(row)
-                table.add_row(split, name, *(str(row[c]) for c in
-                              ("questions", "hit@1", "hit@3", "hit@5", "mrr")))  # fmt: skip
+                columns = ("questions", "hit@1", "hit@3", "hit@5", "mrr", "cited")
+                table.add_row(split, name, *(str(row[c]) for c in columns))
                 if args.misses:
                     for miss in misses:
                         console.print(f"[dim]{split} {name}[/dim] {miss}", markup=True)

@@ -242,6 +242,8 @@ def test_answers_match_on_normalised_text():
         "questions": 4, "hit@1": 0.25, "hit@3": 0.5, "hit@5": 0.5,
         "mrr": round((1 + 1 / 3 + 1 / 6) / 4, 3),
     }  # fmt: skip
+    scores.cited.extend([True, False, False, True])
+    assert scores.to_dict()["cited"] == 0.5
 
 
 # ---------------------------------------------------------------- the real index (MiniLM)

@@ -36,6 +36,7 @@ class RetrievalScores:
 
     ranks: list[int | None] = field(default_factory=list)
     cutoffs: tuple[int, ...] = (1, 3, 5)
+    cited: list[bool] = field(default_factory=list)  # the coach's citations hold the answer
 
     def add(self, rank: int | None) -> None:
         self.ranks.append(rank)
@@ -55,4 +56,6 @@ class RetrievalScores:
         out: dict[str, float | int] = {"questions": len(self.ranks)}
         out.update({f"hit@{k}": round(self.hit_at(k), 3) for k in self.cutoffs})
         out["mrr"] = round(self.mrr, 3)
+        if self.cited:
+            out["cited"] = round(sum(self.cited) / len(self.cited), 3)
         return out
