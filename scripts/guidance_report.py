@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python scripts/guidance_report.py [--errors] [--per-behaviour] [--json OUT]
        [FILE ...]
-(default: the independent sets evals/data/guidance/{train,dev,test,test-2}.yaml and the older
+(default: the independent sets evals/data/guidance/{train,dev,test,test-2,test-3}.yaml and the older
 tests/data/guidance_{labelled,heldout}.yaml). Each set is scored twice: on what the engine is
 sure of (what the customer reacts to and the scorecard counts) and on every detection
 (including the "possible" ones).
@@ -27,6 +27,7 @@ DEFAULT_SETS = [
     "evals/data/guidance/dev.yaml",
     "evals/data/guidance/test.yaml",
     "evals/data/guidance/test-2.yaml",
+    "evals/data/guidance/test-3.yaml",
     "tests/data/guidance_labelled.yaml",
     "tests/data/guidance_heldout.yaml",
 ]

@@ -31,8 +31,8 @@ ACTS = {
     "offer", "ask_solution", "wait_request", "closing", "explanation", "refusal", "other",
 }  # fmt: skip
 TEST_HEADER = (
-    "# Guidance labelled set, second TEST split (frozen: tests/test_labelled_sets.py checks its\n"
-    "# hash). Written by authors g-j from the articles alone; see README.md.\n"
+    "# Guidance labelled set, an extra TEST split (frozen: tests/test_labelled_sets.py checks its\n"
+    "# hash). Written by authors {authors} from the articles alone; see README.md.\n"
 )
 FIELDS = ("text", "context", "expect", "act", "category", "note", "author")
 
@@ -77,7 +77,8 @@ def main(argv: list[str]) -> int:
                 seen.add(key)
                 new[split_of(author, item["text"], item.get("context", ""))].append(item)
     if not args.test_out.exists():
-        args.test_out.write_text(TEST_HEADER, encoding="utf-8")
+        authors = ", ".join(p.stem.rsplit("-", 1)[-1] for p in args.files)
+        args.test_out.write_text(TEST_HEADER.format(authors=authors), encoding="utf-8")
     for name, out in (("train", GUIDANCE / "train.yaml"), ("dev", GUIDANCE / "dev.yaml"),
                       ("test", args.test_out)):  # fmt: skip
         if new[name]:  # appended: the files' headers and earlier lines stay byte for byte

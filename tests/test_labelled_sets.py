@@ -14,6 +14,7 @@ DATA = PROJECT_ROOT / "evals" / "data"
 FROZEN = {
     "guidance/test.yaml": "5143a322302423324cef6d6598633167f14349fdb5d347cd8a28702c8a933caf",
     "guidance/test-2.yaml": "7bc366a27636a2d9dd27c96b186512f21c191e574101f3862660deb3c0bdc457",
+    "guidance/test-3.yaml": "304de8793fa2d285c723b9a0f801742acac4bcf08d11a19562c672c6f3fcce30",
     "coach/test.yaml": "0a57510d4c021d3e4f24837d091dee84c8b7c6b8a7d8f2c5204cd7b3d472506b",
     "coach/test-2.yaml": "7be4cef77ff2899113e3a1e30d19778eda118a60772f00ad7c648e7161112a20",
     "roleplay/test.yaml": "1cef5fda9376a33434cacabe90ed497ec38a85c31f020c685e7ab2cbda0bfae3",
@@ -27,7 +28,7 @@ def test_frozen_test_split_is_unchanged(name: str) -> None:
     assert digest == FROZEN[name], f"{name} is frozen: report label problems, don't edit it"
 
 
-@pytest.mark.parametrize("split", ["train", "dev", "test", "test-2"])
+@pytest.mark.parametrize("split", ["train", "dev", "test", "test-2", "test-3"])
 def test_guidance_labels_are_catalogue_behaviours(split: str) -> None:
     ids = set(load_catalogue(PROJECT_ROOT / "knowledge" / "guidance.yaml").ids)
     items = yaml.safe_load((DATA / "guidance" / f"{split}.yaml").read_text(encoding="utf-8"))
@@ -60,8 +61,10 @@ def test_splits_do_not_overlap() -> None:
         return {f"{i['text']}|{i.get('context', '')}" for i in items}
 
     train, dev, test, test2 = keys("train"), keys("dev"), keys("test"), keys("test-2")
+    test3 = keys("test-3")
     assert not (train & test) and not (dev & test) and not (train & dev)
     assert not (test2 & (train | dev | test))
+    assert not (test3 & (train | dev | test | test2))
 
 
 @pytest.mark.parametrize("split", ["dev", "test"])
