@@ -167,3 +167,49 @@ def test_an_offer_names_a_term_through_a_possessive():
     assert {t.name for t in offered.offer.offered} == {
         "the duplicate £186 refunded today", "the bank's £25 fee covered"}  # fmt: skip
     assert offered.offer.fair
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Well, I'm glad you're willing to pay the fee, at least.",
+        "Thank you, I accept the offer.",
+        "Fine, it's a deal, I suppose.",
+        "Thanks for the offer, but I'm still fuming about the overdraft.",
+    ],
+)
+def test_a_customer_never_answers_an_offer_nobody_made(line):
+    """The customer thanked the trainee for paying a fee nobody had offered: a wrong lesson."""
+    checker = LineChecker(name="Dev")
+    nothing_offered = Expectation(offer_on_table=False)
+    assert checker.problem(line, "soften", "", nothing_offered) == "answers an offer nobody made"
+    assert checker.problem(line, "soften", "", Expectation(offer_on_table=True)) is None
+    assert checker.problem(line, "soften", "", Expectation()) is None  # not known: not checked
+
+
+def test_no_bank_line_before_an_offer_talks_of_one():
+    """The trainer's lines for beats that come before any offer pass the check (no line is
+    rejected for it by mistake)."""
+    checker = LineChecker(name="Nobody")
+    nothing_offered = Expectation(offer_on_table=False)
+    for scenario in SCENARIOS.values():
+        banks = scenario.fallback_lines.model_dump()
+        for beat in set(banks) - {"accept", "consider_offer", "reject_offer"}:
+            for line in banks[beat]:
+                if "{offer}" in line:
+                    continue
+                problem = checker._fit_problem(line, beat, nothing_offered)
+                assert problem != "answers an offer nobody made", (scenario.id, beat, line)
+
+
+def test_the_simulator_drops_a_line_that_accepts_an_offer_before_any(engine):
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from bot.roleplay.simulator import CustomerSimulator
+    from tests.conftest import PROMPTS
+
+    accepted = "Right, I accept the offer then, thank you for that."
+    model = FakeListChatModel(responses=[accepted] * 3)
+    sim = CustomerSimulator(BILLING, model, engine, "medium", 1, prompts=PROMPTS, acts=ACTS)
+    turn = sim.respond("Okay. Can you tell me what happened when you saw the statement?")
+    assert turn.customer != accepted and turn.fallback_used

@@ -72,6 +72,14 @@ _PROFANITY = re.compile(
     r"crap\w*|piss\w*|bloody|damn\w*|wank\w*|twat\w*|prick\w*|cock\w*|bollocks)\b",
     re.I,
 )
+# Talk of an offer as if one were on the table: "I accept the offer", "it's a deal", "glad
+# you're willing to..." ("that works for me" is left out: it also answers "can you hold?").
+# Before the trainee has offered anything, such a line teaches that a fix was proposed.
+_OFFER_TALK = re.compile(
+    r"\b((your|the|that|this) offer|i accept (it|this|that)\s*[.,!]|(it'?s|that'?s) a deal|"
+    r"fair deal|glad (that )?you'?re willing|you'?ve offered|thanks? (you )?for offering)\b",
+    re.I,
+)
 _APOLOGY_START = re.compile(r"^\W*(i['’]?m|i am|we['’]re|we are)\s+(so\s+|really\s+|very\s+)?sorry",
                             re.I)  # fmt: skip
 
@@ -94,6 +102,7 @@ class Expectation:
     topic: str = ""
     must_name: tuple[str, ...] = ()
     trainee: str = ""
+    offer_on_table: bool | None = None  # False: nothing offered yet (None: not known)
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,8 @@ class LineChecker:
             return "profanity"
         if expect.trainee and echoes_trainee(text, expect.trainee):
             return "echoes the trainee"
+        if expect.offer_on_table is False and _OFFER_TALK.search(text):
+            return "answers an offer nobody made"
         words = set(re.findall(r"[a-z0-9£$]+", text.lower()))
         named = any(k.lower() in text.lower() if " " in k else k.lower() in words
                     for k in expect.must_name)  # fmt: skip

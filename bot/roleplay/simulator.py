@@ -190,7 +190,9 @@ class CustomerSimulator:
             line = clean_customer_line("".join(parts), name)
             if line in said:
                 continue  # the model repeated an earlier line
-            expect = Expectation(rules.topic, tuple(rules.must_name), trainee)
+            expect = Expectation(
+                rules.topic, tuple(rules.must_name), trainee, offer_on_table=self.state.offer_made
+            )
             if self.checker.problem(line, rules.beat, rules.topic, expect) is None:
                 if on_token:
                     on_token(line)
