@@ -20,6 +20,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import TypeAdapter
+from rich.console import Console
 from typer.testing import CliRunner
 
 from bot.cli import main as cli
@@ -36,7 +37,7 @@ from bot.evals.cache import (
     request_key,
 )
 from bot.evals.judge import parse_verdict
-from bot.evals.reports import render_html, render_junit, write_reports
+from bot.evals.reports import print_terminal, render_html, render_junit, write_reports
 from bot.evals.results import AssertionResult, CaseResult, CaseRun, RunReport, exit_code_for
 from bot.evals.runner import RunOptions, build_transcript, run_evals
 from bot.evals.suites import (
@@ -932,17 +933,37 @@ def test_baseline_diff_and_exit_codes(tmp_path):
     now.baseline = diff
     assert exit_code_for(now) == 1
 
-    # A case that already failed in the baseline is no regression...
-    still = _report(_case("s/a", True), _case("s/b", False), _case("s/c", True))
+    # A case that already failed in the baseline is a regression unless its suite says why...
+    unexplained = _report(_case("s/a", True), _case("s/b", False), _case("s/c", True))
+    unexplained.baseline = compare(unexplained, baseline, str(path))
+    assert unexplained.baseline.unexplained_failures == ["s/b"]
+    assert exit_code_for(unexplained) == 1
+    explained = _case("s/b", False)
+    explained.known_failure = "cites the wrong article (issue 16)"
+    still = _report(_case("s/a", True), explained, _case("s/c", True))
     still.baseline = compare(still, baseline, str(path))
     assert still.baseline.still_failing == ["s/b"] and exit_code_for(still) == 0
-    # ...unless one of its checks that passed then fails now.
+    assert still.baseline.known_failures == {"s/b": "cites the wrong article (issue 16)"}
+    console = Console(record=True, width=200)
+    print_terminal(still, console)
+    assert "s/b: cites the wrong article (issue 16)" in console.export_text()
+    assert "cites the wrong article (issue 16)" in render_html(still)
+    # A known failure that passes now is reported, so the mark can go.
+    fixed = _case("s/b", True)
+    fixed.known_failure = "cites the wrong article (issue 16)"
+    fixed_report = _report(_case("s/a", True), fixed, _case("s/c", True))
+    fixed_report.baseline = compare(fixed_report, baseline, str(path))
+    assert fixed_report.baseline.stale_known_failures == ["s/b"]
+    assert exit_code_for(fixed_report) == 0
+    # ...and one of its checks that passed then and fails now is a regression all the same.
     known = _case("s/b", False)
+    known.known_failure = "cites the wrong article (issue 16)"
     known.runs[0].assertions.insert(
         0, AssertionResult(type="latency", label="latency ≤ 5 s", passed=True, why="1 s", score=1)
     )
     save_baseline(_report(known), path)
     worse = _case("s/b", False)
+    worse.known_failure = "cites the wrong article (issue 16)"
     worse.runs[0].assertions.insert(
         0, AssertionResult(type="latency", label="latency ≤ 5 s", passed=False, why="9 s", score=0)
     )
@@ -1047,11 +1068,21 @@ def test_cli_exit_codes(tmp_path, cli_env):
     assert re.search(r"score \d+/100", json.dumps(data["cases"][0]["runs"][0]["assertions"]))
     # Without a baseline a failing case is exit 1 too.
     assert run_cli(cli_env, str(failing)).exit_code == 1
-    # Failing in the baseline and still failing: not a regression.
+    # Failing in the baseline and still failing: a regression until the suite says why...
     run_cli(cli_env, str(failing), "--save-baseline", str(tmp_path / "failing.json"))
-    assert (
-        run_cli(cli_env, str(failing), "--baseline", str(tmp_path / "failing.json")).exit_code == 0
+    unexplained = run_cli(cli_env, str(failing), "--baseline", str(tmp_path / "failing.json"))
+    assert unexplained.exit_code == 1 and "no known_failure reason" in unexplained.stdout
+    # ...and with a known_failure reason, it is not.
+    known = write_suite(
+        tmp_path / "sc3.yaml",
+        SCORING_SUITE.replace("{type: score, min: 30}", "{type: score, min: 99}").replace(
+            "  - id: kind-words\n",
+            "  - id: kind-words\n    known_failure: one kind line scores low\n",
+        ),
     )
+    explained = run_cli(cli_env, str(known), "--baseline", str(tmp_path / "failing.json"))
+    assert explained.exit_code == 0, explained.stdout
+    assert "sc/kind-words: one kind line scores low" in explained.stdout
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 
 A baseline is JSON: the model, when, and for each case (``<suite>/<id>``) whether it passed,
 its pass rate, its score and each check's result. A regression is a case that passed in the
-baseline and fails now, or, in a case that already failed, a check that passed and fails now
-(so a known failure does not hide a new one in the same case).
+baseline and fails now; in a case that already failed, a check that passed and fails now (so a
+known failure does not hide a new one in the same case); and a case that fails in both with no
+``known_failure`` reason in its suite (a failure nobody has explained is not accepted).
 """
 
 from __future__ import annotations
@@ -105,12 +106,18 @@ def compare(report: RunReport, baseline: Baseline, name: str = "") -> BaselineDi
             diff.newly_passing.append(case.key)
         elif not case.passed:
             diff.still_failing.append(case.key)
+            if case.known_failure:
+                diff.known_failures[case.key] = case.known_failure
+            else:
+                diff.unexplained_failures.append(case.key)
             now = case.checks()
             diff.newly_failing_checks += [
                 f"{case.key}: {check}"
                 for check, passed in before.checks.items()
                 if passed and now.get(check) is False
             ]
+        if case.passed and case.known_failure:
+            diff.stale_known_failures.append(case.key)
         if abs(case.score - before.score) >= SCORE_TOLERANCE:
             diff.score_changes.append(
                 ScoreChange(key=case.key, before=before.score, after=case.score)

@@ -135,10 +135,15 @@ def _baseline_lines(diff: BaselineDiff) -> list[Text]:
     if diff.newly_passing:
         head = Text(f"newly passing ({len(diff.newly_passing)}):", style="green")
         lines.append(Text("  ") + head + Text(" " + ", ".join(diff.newly_passing)))
-    if diff.still_failing:
-        lines.append(
-            Text(f"  still failing ({len(diff.still_failing)}): " + ", ".join(diff.still_failing))
-        )
+    if diff.unexplained_failures:
+        head = _red(f"failing with no known_failure reason ({len(diff.unexplained_failures)}):")
+        lines.append(Text("  ") + head + Text(" " + ", ".join(diff.unexplained_failures)))
+    if diff.known_failures:
+        lines.append(Text(f"  known failures ({len(diff.known_failures)}):"))
+        lines += [Text(f"    {key}: {why}") for key, why in diff.known_failures.items()]
+    if diff.stale_known_failures:
+        lines.append(Text("  passing now, remove known_failure: "
+                          + ", ".join(diff.stale_known_failures), style="green"))  # fmt: skip
     lines += [
         Text(f"  score {change.key}: {change.before:.2f} → {change.after:.2f}")
         for change in diff.score_changes

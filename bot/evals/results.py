@@ -44,6 +44,7 @@ class CaseResult(BaseModel):
     kind: str
     description: str = ""
     tags: list[str] = Field(default_factory=list)
+    known_failure: str | None = None  # the suite's reason this case is expected to fail
     threshold: float
     runs: list[CaseRun]
     pass_rate: float
@@ -92,13 +93,19 @@ class BaselineDiff(BaseModel):
     newly_failing_checks: list[str] = Field(default_factory=list)  # "<case key>: <check>"
     newly_passing: list[str] = Field(default_factory=list)
     still_failing: list[str] = Field(default_factory=list)
+    # Still failing, with the suite's reason (``known_failure``) ...
+    known_failures: dict[str, str] = Field(default_factory=dict)
+    # ... or without one: a failure nobody has explained counts as a regression.
+    unexplained_failures: list[str] = Field(default_factory=list)
+    # Marked known_failure but passing now: the mark should go.
+    stale_known_failures: list[str] = Field(default_factory=list)
     score_changes: list[ScoreChange] = Field(default_factory=list)
     new_cases: list[str] = Field(default_factory=list)
     not_run: list[str] = Field(default_factory=list)
 
     @property
     def regressed(self) -> bool:
-        return bool(self.newly_failing or self.newly_failing_checks)
+        return bool(self.newly_failing or self.newly_failing_checks or self.unexplained_failures)
 
 
 class JudgeInfo(BaseModel):

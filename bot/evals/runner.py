@@ -767,6 +767,7 @@ def _case_result(suite: Suite, case: Any, runs: list[CaseRun], options: RunOptio
         kind=case.kind,
         description=case.description,
         tags=case.tags,
+        known_failure=case.known_failure,
         threshold=threshold,
         runs=runs,
         pass_rate=round(pass_rate, 4),

@@ -446,6 +446,12 @@ class _Case(_Strict):
     id: str = Field(pattern=_ID)
     description: str = ""
     tags: list[str] = Field(default_factory=list)
+    known_failure: str | None = Field(
+        None,
+        min_length=1,
+        description="Why the case fails in the committed baseline. A case that fails there "
+        "without one counts as a regression.",
+    )
     threshold: float | None = Field(
         None, ge=0, le=1, description="Share of repeats that must pass (default: suite's, 1.0)."
     )
