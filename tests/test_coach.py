@@ -519,3 +519,16 @@ def test_avoid_only_when_the_question_is_about_a_trigger(index, engine):
     assert avoid is None and avoid_id is None
     _, avoid_id, _ = coach._avoid_for("customer is shouting, is it ok to tell them to calm down?")
     assert avoid_id == "tell_to_calm_down"
+
+
+def test_agents_chat_shorthand_counts_as_talk_about_a_customer():
+    """Dev questions in chat style ("the cust", "pax") were declined as off-topic: with a
+    passage only moderately close, scope wants a word of the job, and "cust" was not one."""
+    from bot.coach.scope import out_of_scope_reason
+    from bot.knowledge.index import RetrievedChunk
+
+    article = {"doc_id": "articles/a"}
+    hits = [RetrievedChunk(text="Ask open questions.", score=0.25, metadata=article)]
+    question = "what sort of questions do i ask to get the cust to open up about what happened"
+    assert out_of_scope_reason(question, hits, None, 0.18) is None
+    assert out_of_scope_reason("whats a quick lunch i can make", hits, None, 0.18) == "off_topic"

@@ -21,6 +21,7 @@ _COMPANY_FACT = re.compile(
 # Words of the job: an in-scope question nearly always mentions the customer or the talk.
 _DOMAIN = re.compile(
     r"\b(customer|client|caller|guest|passenger|member|user|he|she|they|him|her|them|his|their|"
+    r"cust|custs|cx|pax|issue|"  # agents' chat shorthand ("cust", "pax")
     r"angry|upset|furious|annoyed|frustrated|rude|shout\w*|yell\w*|scream\w*|complain\w*|"
     r"apolog\w*|sorry|say|said|tell|phrase|word\w*|respond|reply|calm\w*|empath\w*|listen\w*|"
     r"manager|transfer\w*|escalat\w*|refund|call|chat|conversation|vent\w*|blame|polic\w*)\b",
