@@ -19,13 +19,13 @@ chosen).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -43,6 +43,7 @@ from bot.knowledge.questions import (
     ReviewedQuestions,
     content_hash,
 )
+from bot.llm.embeddings import unit_vectors
 from bot.prompts import PromptLibrary
 
 DATA = PROJECT_ROOT / "evals" / "data" / "coach"
@@ -113,19 +114,11 @@ def build_index(tmp: Path, generated: bool = False) -> KnowledgeIndex:
     return index
 
 
-def _embed(index: KnowledgeIndex) -> Any:
-    def embed(texts: list[str]) -> np.ndarray:
-        raw = np.asarray(index.embeddings.embed_documents(texts), dtype=np.float32)
-        return raw / np.clip(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12, None)
-
-    return embed
-
-
 def score(
     index: KnowledgeIndex, items: list[dict[str, Any]], config: RetrievalConfig
 ) -> tuple[RetrievalScores, list[dict[str, Any]]]:
     scores, misses = RetrievalScores(), []
-    embed = _embed(index)
+    embed = functools.partial(unit_vectors, index.embeddings)
     for item in items:
         hits = index.search(item["query"], k=DEPTH, config=config)
         rank = answer_rank([h.text for h in hits], item["answer_quotes"])

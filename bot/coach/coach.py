@@ -51,6 +51,7 @@ from bot.inputs import CleanInput, clean_user_text
 from bot.knowledge.index import RetrievedChunk
 from bot.llm import model_notice
 from bot.llm.cancel import GenerationCancelled, raise_if_cancelled
+from bot.llm.embeddings import unit_vectors
 from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
 from bot.safety import PromptEcho, neutralise_template_tokens, shares_run, steering_kind
@@ -473,8 +474,7 @@ class Coach:
             if self.guidance.embeddings is not None:
                 fresh = self.guidance.embed(missing)
             else:
-                raw = np.asarray(self.index.embeddings.embed_documents(missing), dtype=np.float32)
-                fresh = raw / np.clip(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12, None)
+                fresh = unit_vectors(self.index.embeddings, missing)
             if len(self._vectors) > 5000:  # bounded: a long-running app asks many questions
                 self._vectors.clear()
             self._vectors.update(zip(missing, np.asarray(fresh), strict=True))

@@ -116,6 +116,13 @@ class MiniLMEmbeddings(Embeddings):
         return self.embed_array([text])[0].tolist()
 
 
+def unit_vectors(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
+    """``texts`` embedded as documents by any LangChain embedder, as unit-length float32 rows
+    (an API model's vectors need not be normalised)."""
+    raw = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
+    return raw / np.clip(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12, None)
+
+
 @lru_cache(maxsize=1)
 def local_embeddings() -> MiniLMEmbeddings:
     """The process-wide MiniLM embedder (loaded once, ~0.2 s)."""
