@@ -108,8 +108,6 @@ def compare(report: RunReport, baseline: Baseline, name: str = "") -> BaselineDi
             diff.still_failing.append(case.key)
             if case.known_failure:
                 diff.known_failures[case.key] = case.known_failure
-            else:
-                diff.unexplained_failures.append(case.key)
             now = case.checks()
             diff.newly_failing_checks += [
                 f"{case.key}: {check}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class AssertionResult(BaseModel):
@@ -93,15 +93,19 @@ class BaselineDiff(BaseModel):
     newly_failing_checks: list[str] = Field(default_factory=list)  # "<case key>: <check>"
     newly_passing: list[str] = Field(default_factory=list)
     still_failing: list[str] = Field(default_factory=list)
-    # Still failing, with the suite's reason (``known_failure``) ...
+    # The still-failing cases' reasons from their suites (``known_failure``).
     known_failures: dict[str, str] = Field(default_factory=dict)
-    # ... or without one: a failure nobody has explained counts as a regression.
-    unexplained_failures: list[str] = Field(default_factory=list)
     # Marked known_failure but passing now: the mark should go.
     stale_known_failures: list[str] = Field(default_factory=list)
     score_changes: list[ScoreChange] = Field(default_factory=list)
     new_cases: list[str] = Field(default_factory=list)
     not_run: list[str] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def unexplained_failures(self) -> list[str]:
+        """Still failing with no reason given: a failure nobody has explained is a regression."""
+        return [key for key in self.still_failing if key not in self.known_failures]
 
     @property
     def regressed(self) -> bool:
