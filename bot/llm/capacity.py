@@ -20,6 +20,7 @@ import random
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 CLASSROOM_THINK_S = (15.0, 30.0)
 CLASSROOM_MINUTES = 10.0
@@ -73,7 +74,8 @@ def simulate_classroom(
     replies: list[float] = []
     busy, at_once = 0.0, 0
     for _ in range(runs):
-        run = _one_class(trainees, turn_times, (think_s, minutes * 60, retry_window_s), rng)
+        shape = _ClassShape(think_s, minutes * 60, retry_window_s)
+        run = _one_class(trainees, turn_times, shape, rng)
         replies += run.replies
         busy += run.busy
         at_once += run.trainer_lines
@@ -94,13 +96,19 @@ class _Run:
     trainer_lines: int = 0
 
 
+class _ClassShape(NamedTuple):
+    """How one simulated class runs: each trainee's think time between a reply and their next
+    line (a range), how long the class lasts, and the app's retry window (None: none)."""
+
+    think_s: tuple[float, float]
+    horizon_s: float
+    retry_window_s: float | None
+
+
 def _one_class(
-    trainees: int,
-    turn_times: TurnTimes,
-    shape: tuple[tuple[float, float], float, float | None],
-    rng: random.Random,
+    trainees: int, turn_times: TurnTimes, shape: _ClassShape, rng: random.Random
 ) -> _Run:
-    """One class: ``shape`` is (think seconds, horizon seconds, retry window or None)."""
+    """One class of ``trainees`` on one FIFO model."""
     think_s, horizon_s, window = shape
     arrivals = [(rng.uniform(0, think_s[1]), trainee) for trainee in range(trainees)]
     heapq.heapify(arrivals)
