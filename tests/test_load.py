@@ -9,10 +9,19 @@ all its turns and the server logged no traceback. No latency is asserted.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bench.load import COACH, PRACTICE, LoadConfig, LoadOutcome, run_load
 
 SESSIONS, MESSAGES = 6, 2
+
+
+def _fake_model_load(**fields: Any) -> LoadConfig:
+    """A load on the fake chat model: quick tokens, and bounds for a slow CI machine."""
+    defaults: dict[str, Any] = {
+        "timeout": 120, "reply_timeout": 30, "token_delay": 0.01, "start_timeout": 60,
+    }  # fmt: skip
+    return LoadConfig(**(defaults | fields))
 
 
 def _diagnose(outcome: LoadOutcome) -> str:
@@ -22,14 +31,7 @@ def _diagnose(outcome: LoadOutcome) -> str:
 
 
 def test_concurrent_sessions_are_all_answered_and_saved(tmp_path: Path) -> None:
-    config = LoadConfig(
-        sessions=SESSIONS,
-        messages=MESSAGES,
-        timeout=90,
-        reply_timeout=30,
-        token_delay=0.01,
-        start_timeout=60,
-    )
+    config = _fake_model_load(sessions=SESSIONS, messages=MESSAGES, timeout=90)
     outcome = run_load(config, tmp_path)
     why = _diagnose(outcome)
 
@@ -48,16 +50,7 @@ def test_concurrent_sessions_are_all_answered_and_saved(tmp_path: Path) -> None:
 def test_a_database_outage_under_load_loses_nothing(tmp_path: Path) -> None:
     """The session database fails every statement for the first seconds of the load (the
     bench's --db-outage): every line is answered, then saved once when it is back."""
-    config = LoadConfig(
-        sessions=4,
-        messages=2,
-        timeout=120,
-        reply_timeout=30,
-        token_delay=0.01,
-        start_timeout=60,
-        db_outage_s=4,
-        journal_flush_s=0.5,
-    )
+    config = _fake_model_load(sessions=4, messages=2, db_outage_s=4, journal_flush_s=0.5)
     outcome = run_load(config, tmp_path)
     why = _diagnose(outcome)
 
@@ -76,12 +69,8 @@ def test_a_classroom_beyond_the_limit_is_turned_away_plainly_and_the_rest_all_sa
     answered and saved; the summary and the result numbers are printed without error."""
     from bench.load import print_outcome
 
-    config = LoadConfig(
+    config = _fake_model_load(
         sessions=3,
-        timeout=120,
-        reply_timeout=30,
-        token_delay=0.01,
-        start_timeout=60,
         profile="classroom",
         minutes=12 / 60,
         think_s=(1.0, 2.0),
