@@ -131,6 +131,20 @@ def test_malformed_yaml_is_named(tmp_path):
             set(),
         ),
         ("Why don't you tell me more about what happened?", {"open_question"}, set()),
+        # A conceded point the agent then turns from is not their own dismissal.
+        (
+            "I know it's just a small thing to some people, but it clearly matters to you.",
+            set(),
+            {"dismiss_minimise"},
+        ),
+        (
+            "I realise it's only a tenner, but the principle matters to you.",
+            set(),
+            {"dismiss_minimise"},
+        ),
+        ("It's only a parcel.", {"dismiss_minimise"}, set()),
+        ("Sure, it's only a tenner.", {"dismiss_minimise"}, set()),
+        ("I know you're upset, but calm down.", {"tell_to_calm_down"}, set()),
     ],
 )
 def test_detection_rules(engine, text, present, absent):

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.datafiles import load_yaml_model
 from bot.guidance.features import cues
 
-CLASSIFIER_VERSION = "mlp-ensemble-1"
+CLASSIFIER_VERSION = "mlp-ensemble-2"  # 2: scope rules grant concessions
 CATALOGUE_WEIGHT = 0.5  # a catalogue example counts half as much as a labelled trainee line
 HIDDEN_UNITS = 64
 REGULARISATION = 1.0  # the MLPs' L2 penalty (alpha): strong, the training set is small

@@ -116,6 +116,39 @@ _QUOTED = re.compile(
 )
 
 
+# A conceded point ("I know it's only a tenner, but ..."): the speaker grants it and then turns to
+# what matters, so the granted clause is not their own act.
+_CONCESSION_OPENER = re.compile(
+    r"(?:^|\b)(?:(?:i|we)\s+(?:do\s+)?(?:know|realise|realize|understand|get|appreciate|recognise|"
+    r"recognize|accept|see)|granted|admittedly|of course|sure)\s*(?:,\s*)?(?:that\s+)?$",
+    re.I,
+)
+_CONCESSION_TURN = re.compile(r"\b(?:but|though|however|yet|still)\b", re.I)
+
+
+def _conceded(text: str, start: int, end: int) -> bool:
+    """True if [start, end) follows an "I know" that its sentence then turns from with "but"."""
+    sentence_start, sentence_end = next(
+        ((s, e) for s, e in split_sentences(text) if s <= start < e), (0, len(text))
+    )
+    opener = text[sentence_start:start].strip()
+    return bool(
+        _CONCESSION_OPENER.search(opener) and _CONCESSION_TURN.search(text, end, sentence_end)
+    )
+
+
+def _opens_conceding(text: str, start: int, end: int) -> bool:
+    """True if the unit at [start, end) opens with "I know (that)" and its sentence turns with
+    "but" after it: what it grants is not the speaker's own act."""
+    words = text[start:end].split()
+    for size in (3, 2, 1):
+        lead = " ".join(words[:size])
+        if _CONCESSION_OPENER.search(lead):
+            after_lead = text.index(words[size - 1], start) + len(words[size - 1])
+            return _conceded(text, after_lead, after_lead)
+    return False
+
+
 def _quoted_spans(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in _QUOTED.finditer(text)]
 
@@ -138,6 +171,8 @@ def scope_blocked(text: str, start: int, end: int, behaviour_id: str = "") -> st
         return "negated"
     if behaviour_id not in _REPORTING_IS_THE_BEHAVIOUR and _REPORTING.search(lead):
         return "reported"
+    if _conceded(text, start, end):
+        return "conceded"
     return None
 
 
@@ -197,7 +232,8 @@ def unit_blocked(text: str, start: int, end: int, behaviour_id: str = "") -> boo
     if any(q_start <= start + 2 and end - 2 <= q_end for q_start, q_end in _quoted_spans(text)):
         return True
     reported = behaviour_id not in _REPORTING_IS_THE_BEHAVIOUR and _REPORTING.search(unit)
-    return bool(_quoted_spans(unit) or _NEGATED_FRAME.search(unit) or reported)
+    conceded = _opens_conceding(text, start, end)
+    return bool(_quoted_spans(unit) or _NEGATED_FRAME.search(unit) or reported or conceded)
 
 
 @dataclass
