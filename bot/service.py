@@ -35,6 +35,7 @@ from bot.coach.coach import Coach
 from bot.coach.models import CoachAnswer, CoachEvent
 from bot.config import PROJECT_ROOT, Settings
 from bot.errors import CoachbotError
+from bot.guidance.catalogue import GuidanceCatalogue, load_catalogue
 from bot.guidance.engine import GuidanceEngine, load_training
 from bot.inputs import clean_user_text
 from bot.llm.capacity import Admission, budget_when
@@ -44,8 +45,9 @@ from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
 from bot.roleplay.acts import ActCatalogue, load_acts
 from bot.roleplay.models import Hint, Transcript, Turn
+from bot.roleplay.progress import ProgressReport, attempt_from_scorecard, progress_report
 from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
-from bot.roleplay.scoring import Scorecard, score_transcript
+from bot.roleplay.scoring import Rubric, Scorecard, check_labels, rubric, score_transcript
 from bot.roleplay.simulator import CustomerSimulator
 from bot.roleplay.voice import (
     load_voice_lines,
@@ -70,6 +72,7 @@ MODEL_FAILED = (
     "Carry on: your session is intact."
 )
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
+NO_LOGIN = "(no login)"  # the trainee of a session saved without a login (the CLI)
 SAVE_FAILED = (
     "Saving to the database failed; this session is kept on this server and will be saved when "
     "the database is back."
@@ -227,6 +230,46 @@ class Services:
                 hint="run `coachbot scenarios` to see why each file was skipped",
             )
         return found
+
+    def rubric(self) -> Rubric:
+        """What the debrief checks, for a trainee to read before a session (reads only the
+        catalogue: no classifier is trained for it)."""
+        return rubric(self._catalogue())
+
+    def progress(self, **filters: Any) -> ProgressReport:
+        """Trainees' progress over scored practice sessions (``filters``: user, scenario_id,
+        difficulty, since, until; see :meth:`SessionStore.scored_practice`)."""
+        records = self.store.scored_practice(**filters)
+        attempts, unreadable = [], 0
+        for record in records:
+            try:
+                card = record.scorecard()
+            except ValueError:  # a payload from another version: counted, not shown
+                card = None
+            if card is None:
+                unreadable += 1
+                continue
+            attempts.append(
+                attempt_from_scorecard(
+                    card,
+                    session_id=record.id,
+                    user=record.user or NO_LOGIN,
+                    scenario_id=record.scenario_id or "",
+                    scenario_title=record.scenario_title or record.scenario_id or "",
+                    difficulty=record.difficulty or "",
+                    at=record.created_at,
+                )
+            )
+        report = progress_report(attempts, check_labels(self._catalogue()))
+        return report.model_copy(update={"unreadable": unreadable})
+
+    def _catalogue(self) -> GuidanceCatalogue:
+        """The guidance catalogue: the engine's if loaded, else read (no classifier trained)."""
+        with self._lock:
+            engine = self._guidance
+        if engine is not None:
+            return engine.catalogue
+        return load_catalogue(self.settings.knowledge_dir / "guidance.yaml")
 
     def coach(self, model: BaseChatModel | None = None, **options: Any) -> Coach:
         """A coach over the shared index and guidance (``model`` replaces the configured one)."""

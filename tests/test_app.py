@@ -140,6 +140,20 @@ def test_practice_starts_with_settings_opening_line_mood_and_actions(services):
     assert {"hint", "end_debrief"} <= names
 
 
+def test_practice_brief_links_the_rubric_before_the_first_line(services):
+    """The trainee sees every check, its points and its article before the session starts."""
+    browser = Browser(app.PRACTICE)
+    browser.run(app.on_chat_start)
+    brief = next(m for m in browser.markdown() if m.startswith("**Practice:"))
+    panel = next(e for e in browser.of("element") if e.get("name") == app.RUBRIC_NAME)
+    assert panel["display"] == "side" and app.RUBRIC_NAME in brief
+    kept = browser.session.files[panel["chainlitKey"]]["path"]  # Chainlit serves it from a file
+    content = shown(kept.read_text("utf-8"))
+    rubric = services.rubric()
+    assert all(check.label in content for check in rubric.checks)
+    assert "Out of 100: listening 35" in content and "Source: " in content
+
+
 def cl_session_value(browser: Browser, key: str) -> Any:
     from chainlit.user_session import user_sessions
 
@@ -372,6 +386,34 @@ def test_trainer_lists_and_opens_a_trainee_session(services):
     shown = trainer.texts()[-1]
     line = run.simulator.transcript.turns[0].customer
     assert "Trainee:" in shown and line[:30] in shown and "Debrief" in shown
+
+
+def test_trainer_dashboard_shows_trend_heatmap_turns_and_csv(services):
+    trainee = Browser(app.PRACTICE, cl.User(identifier="tess", metadata={"role": "trainee"}))
+    trainee.run(app.on_chat_start)
+    trainee.say("Calm down, it's only a parcel.")
+    trainee.run(app.on_end, cl.Action(name="end_debrief", payload={}))
+    run = cl_session_value(trainee, "practice")
+
+    trainer = Browser(app.REVIEW, cl.User(identifier="tom", metadata={"role": "trainer"}))
+    trainer.run(app.on_chat_start)
+    assert "progress" in {a["name"] for a in trainer.of("action")}
+    trainer.run(app.on_progress, cl.Action(name="progress", payload={}))
+    board = trainer.texts()[-1]
+    assert board.startswith("## Progress") and "| tess | 1 |" in board
+    trigger = board.split("### Triggers used")[1].split("###")[0]
+    assert "Telling them to calm down" in trigger  # the cell names the session and the turn
+    assert f"tess: 1 of 1 session(s): `{run.session_id[:8]}` (turn 1)" in trigger
+    images = {e["name"] for e in trainer.of("element") if e.get("type") == "image"}
+    assert {"Score trends", "Checks missed"} <= images
+    csv_file = next(e for e in trainer.of("element") if e.get("name") == "progress.csv")
+    kept = trainer.session.files[csv_file["chainlitKey"]]["path"].read_text("utf-8")
+    assert kept.splitlines()[0].startswith("session_id,user,date") and "tess" in kept
+
+    trainer.say("progress difficulty=hard")
+    assert "0 scored practice session(s)" in trainer.texts()[-1]
+    trainer.say("progress since=yesterday")
+    assert "is not a day" in trainer.texts()[-1] and "YYYY-MM-DD" in trainer.texts()[-1]
 
 
 def test_a_trainee_cannot_review(services):

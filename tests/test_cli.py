@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 from bot.cli import common
 from bot.cli import main as cli
 from bot.cli.doctor import Check
+from bot.config import PROJECT_ROOT
 
 runner = CliRunner()
 
@@ -114,6 +116,17 @@ def test_help_lists_the_commands():
     result = runner.invoke(cli.app, ["--help"])
     for command in ("ingest", "retrieve", "doctor", "chat"):
         assert command in result.stdout
+
+
+def test_rubric_lists_every_check_with_points_and_source(cli_env):
+    shutil.copy(PROJECT_ROOT / "knowledge" / "guidance.yaml", cli_env.knowledge_dir)
+    result = runner.invoke(cli.app, ["rubric", "--json"])
+    assert result.exit_code == 0, result.stdout
+    card = json.loads(result.stdout)["rubric"]
+    assert sum(card["weighting"].values()) == 100
+    assert all(c["source_quote"] and c["why"] for c in card["checks"])
+    text = runner.invoke(cli.app, ["rubric"]).stdout
+    assert "Validated their feelings (10)" in text and "avoiding triggers 30" in text
 
 
 @pytest.mark.integration

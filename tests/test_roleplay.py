@@ -23,7 +23,7 @@ from bot.roleplay.acts import load_acts
 from bot.roleplay.lines import clean_customer_line
 from bot.roleplay.models import Transcript
 from bot.roleplay.scenarios import load_scenario, load_scenarios
-from bot.roleplay.scoring import format_scorecard, score_transcript
+from bot.roleplay.scoring import format_rubric, format_scorecard, rubric, score_transcript
 from bot.roleplay.simulator import CustomerSimulator, run_script
 from tests.conftest import PROMPTS, line_problem, make_settings, saved_sessions
 
@@ -358,6 +358,27 @@ def test_empathetic_trainee_scores_high_and_every_point_is_explained(scenarios, 
         if item.kind == "do" and item.passed:
             assert item.evidence and item.evidence[0].quote in item.evidence[0].line
     assert card.mood[0] > card.mood[-1]
+
+
+def test_the_rubric_shown_before_a_session_is_what_the_debrief_scores(scenarios, engine):
+    """No hidden metrics: the rubric's checks and weights are the scorecard's own."""
+    card = score_transcript(_play(scenarios, engine, "empathetic"), engine)
+    shown_first = rubric(engine.catalogue)
+    assert shown_first.weighting == card.weighting
+    do_labels = [c.label for c in shown_first.checks if c.kind == "do"]
+    assert do_labels == [i.label for i in card.items if i.kind == "do"]
+    assert [c.points for c in shown_first.checks] == [i.max_points for i in card.items]
+    assert all(c.why and c.source_quote for c in shown_first.checks)
+    text = format_rubric(shown_first)
+    assert "listening 35" in text and f"at most {engine.catalogue.scorecard.angrier_cap}" in text
+
+
+def test_the_rubric_follows_the_catalogue(engine):
+    """A check added to the catalogue's scorecard shows in the rubric with no code change."""
+    catalogue = engine.catalogue.model_copy(deep=True)
+    first = catalogue.scorecard.do_checks[0]
+    catalogue.scorecard.do_checks[0] = first.model_copy(update={"label": "Heard them out"})
+    assert rubric(catalogue).checks[0].label == "Heard them out"
 
 
 def test_a_session_that_ends_angrier_scores_at_most_the_cap(scenarios, engine):

@@ -8,6 +8,7 @@ Names, transcripts, answers and comments are stored text: they are printed verba
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -289,3 +290,72 @@ def sessions_show(
     )
     if record.feedback:
         _print_feedback(record)
+
+
+# --------------------------------------------------------------------------- progress report
+
+
+def _utc_day(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+DayOption = typer.Option(formats=["%Y-%m-%d"], help="A day, YYYY-MM-DD (UTC).")
+
+
+def report(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this trainee.")] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="A scenario id.")] = None,
+    difficulty: Annotated[
+        str | None, typer.Option("--difficulty", "-d", help="easy | medium | hard")
+    ] = None,
+    since: Annotated[datetime | None, DayOption] = None,
+    until: Annotated[datetime | None, DayOption] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="One row per session, as CSV.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Trainees' progress: sessions, first versus best score, trend, hints, most-missed checks."""
+
+    def run() -> Any:
+        if difficulty is not None and difficulty not in ("easy", "medium", "hard"):
+            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
+        end = _utc_day(until)
+        return common.services().progress(
+            user=user,
+            scenario_id=scenario,
+            difficulty=difficulty,
+            since=_utc_day(since),
+            until=end + timedelta(days=1) if end else None,  # --until is inclusive
+        )
+
+    found = guard(run, as_json)
+    if as_json:
+        print_json({"ok": True, "report": found.model_dump(mode="json")})
+    elif as_csv:
+        from bot.roleplay.progress import report_csv
+
+        sys.stdout.write(report_csv(found))
+    else:
+        _print_report(found)
+
+
+def _print_report(found: Any) -> None:
+    if not found.attempts:
+        console.print("No scored practice sessions match.")
+        return
+    table = Table(title="Trainees", box=None, header_style="bold underline", padding=(0, 1))
+    for column in ("trainee", "sessions", "first", "best", "last", "recent", "hints", "trend"):
+        table.add_column(column, justify="left" if column in ("trainee", "trend") else "right")
+    for t in found.trainees:
+        trend = " ".join(str(score) for _, score in t.trend[-8:])
+        cells = (t.user, str(t.attempts), str(t.first_score), str(t.best_score),
+                 str(t.last_score), f"{t.recent_score:g}", str(t.hints_used), trend)  # fmt: skip
+        table.add_row(*(line(cell) for cell in cells))
+    console.print(table)
+    console.print(line(("Most often missed (trainee: missed/sessions)", "bold")))
+    for check in found.checks[:5]:
+        cells = [c for c in found.heatmap if c.check == check and c.missed]
+        if cells:
+            who = ", ".join(f"{c.user} {c.missed}/{c.attempts}" for c in cells)
+            console.print(line(f"  {check}: {who}"))
+    if found.unreadable:
+        console.print(line((f"{found.unreadable} session(s) could not be read: left out.", "dim")))

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.cli import common
-from bot.cli.admin import sessions_app, users_app
+from bot.cli.admin import report, sessions_app, users_app
 from bot.cli.capacity import capacity_command
 from bot.cli.common import (
     QUIT,
@@ -257,6 +257,21 @@ def scenarios(as_json: JsonFlag = False) -> None:
     guard(run, as_json)
 
 
+@app.command()
+def rubric(as_json: JsonFlag = False) -> None:
+    """What the practice debrief checks: every check, its points, why, and the article behind it."""
+    from bot.roleplay.scoring import format_rubric
+
+    def run() -> None:
+        card = common.services().rubric()
+        if as_json:
+            print_json({"ok": True, "rubric": card.model_dump()})
+        else:
+            console.print(line(format_rubric(card)))
+
+    guard(run, as_json)
+
+
 # --------------------------------------------------------------------------- roleplay
 
 
@@ -380,6 +395,9 @@ class _Practice:
             self.notices()
 
     def interactive(self) -> None:
+        weights = self.run.services.rubric().weighting
+        checks = ", ".join(f"{name} {points}" for name, points in weights.items())
+        console.print(line((f"The debrief checks {checks} (coachbot rubric: why).", "dim")))
         console.print(line(("Type your reply. /hint for a hint, /end to finish.", "dim")))
         while not self.run.finished:
             text = read_line()
@@ -770,6 +788,7 @@ app.add_typer(sessions_app, name="sessions", help="List and show saved sessions 
 
 app.command("eval")(eval_command)
 app.command("capacity")(capacity_command)
+app.command("report")(report)
 
 
 def main() -> None:  # pragma: no cover - entry point shim

@@ -145,7 +145,7 @@ def _avoid_items(
         items.append(
             CheckResult(
                 key=f"avoided_{behaviour.id}",
-                label=f"Avoided {behaviour.name}",
+                label=avoid_label(behaviour.name),
                 kind="avoid",
                 passed=not evidence,
                 points=0 if evidence else each,
@@ -158,6 +158,17 @@ def _avoid_items(
             )
         )
     return items
+
+
+def avoid_label(behaviour_name: str) -> str:
+    """The scorecard's label for steering clear of a trigger."""
+    return f"Avoided {behaviour_name}"
+
+
+def check_labels(catalogue: GuidanceCatalogue) -> list[tuple[str, str]]:
+    """Every scorecard check's (label, kind), in the scorecard's order."""
+    do = [(check.label, "do") for check in catalogue.scorecard.do_checks]
+    return do + [(avoid_label(b.name), "avoid") for b in catalogue.of_kind("avoid")]
 
 
 def _outcome(transcript: Transcript, mood: list[int], points: dict[str, int]) -> tuple[int, str]:
@@ -176,6 +187,86 @@ def _weighting(catalogue: GuidanceCatalogue, items: list[CheckResult]) -> dict[s
     weighting["avoiding triggers"] = sum(i.max_points for i in items if i.kind == "avoid")
     weighting["outcome"] = max(catalogue.scorecard.outcome_points.values(), default=0)
     return weighting
+
+
+class RubricCheck(BaseModel):
+    """One check of the scorecard as the trainee sees it before a session: what, why, source."""
+
+    label: str
+    kind: str  # "do" | "avoid"
+    group: str
+    points: int
+    why: str
+    source_origin: str
+    source_quote: str
+
+
+class Rubric(BaseModel):
+    """What the debrief will check, shown before a session starts (no hidden metrics)."""
+
+    weighting: dict[str, int]
+    checks: list[RubricCheck]
+    outcome_points: dict[str, int]
+    angrier_cap: int
+
+
+def rubric(catalogue: GuidanceCatalogue) -> Rubric:
+    """The scorecard's checks, points and reasons, straight from the catalogue's ``scorecard``."""
+    card = catalogue.scorecard
+    checks = [_rubric_do_check(catalogue, check) for check in card.do_checks]
+    checks += [
+        RubricCheck(
+            label=f"Avoid {b.name[0].lower()}{b.name[1:]}",
+            kind="avoid",
+            group="avoiding triggers",
+            points=card.avoid_points_each,
+            why=b.why,
+            source_origin=b.source.origin,
+            source_quote=b.source.quote,
+        )
+        for b in catalogue.of_kind("avoid")
+    ]
+    weighting: dict[str, int] = {}
+    for check in checks:
+        weighting[check.group] = weighting.get(check.group, 0) + check.points
+    weighting["outcome"] = max(card.outcome_points.values(), default=0)
+    return Rubric(
+        weighting=weighting,
+        checks=checks,
+        outcome_points=dict(card.outcome_points),
+        angrier_cap=card.angrier_cap,
+    )
+
+
+def _rubric_do_check(catalogue: GuidanceCatalogue, check: Any) -> RubricCheck:
+    first = catalogue.get(check.behaviours[0])
+    return RubricCheck(
+        label=check.label,
+        kind="do",
+        group=check.group,
+        points=check.points,
+        why=first.why,
+        source_origin=first.source.origin,
+        source_quote=first.source.quote,
+    )
+
+
+def format_rubric(card: Rubric) -> str:
+    """A plain-text rubric (for the terminal)."""
+    lines = [
+        "What the debrief checks (100 points): "
+        + ", ".join(f"{name} {points}" for name, points in card.weighting.items())
+    ]
+    for check in card.checks:
+        lines.append(f"- {check.label} ({check.points}): {check.why}")
+        quote = re.sub(r"\s+", " ", check.source_quote)
+        lines.append(f"    source ({check.source_origin}): {quote}")
+    resolved, calmer = card.outcome_points.get("resolved", 0), card.outcome_points.get("calmer", 0)
+    lines.append(
+        f"- Outcome: {resolved} if resolved together, else {calmer} if the customer ends calmer; "
+        f"a session that ends angrier than it began scores at most {card.angrier_cap}."
+    )
+    return "\n".join(lines)
 
 
 def score_transcript(

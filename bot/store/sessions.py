@@ -770,6 +770,40 @@ class SessionStore:
 
         return self._read("the sessions", run)
 
+    def scored_practice(
+        self,
+        *,
+        user: str | None = None,
+        scenario_id: str | None = None,
+        difficulty: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[SessionRecord]:
+        """Practice sessions that have a score, oldest first, with their payloads (for progress
+        reports), optionally for one user, scenario or difficulty, started in [since, until)."""
+
+        def run(session: Session) -> list[SessionRecord]:
+            query = select(_SessionRow).where(
+                _SessionRow.kind == "practice", _SessionRow.score.is_not(None)
+            )
+            for column, value in (
+                (_SessionRow.user_identifier, user),
+                (_SessionRow.scenario_id, scenario_id),
+                (_SessionRow.difficulty, difficulty),
+            ):
+                if value is not None:
+                    query = query.where(column == value)
+            if since is not None:
+                query = query.where(_SessionRow.created_at >= since)
+            if until is not None:
+                query = query.where(_SessionRow.created_at < until)
+            rows = session.scalars(query.order_by(_SessionRow.created_at, _SessionRow.id))
+            return [
+                SessionRecord(**_summary(r).model_dump(), payload=r.payload or {}) for r in rows
+            ]
+
+        return self._read("the scored practice sessions", run)
+
     def get_session(self, session_id: str) -> SessionRecord:
         """A session by its id or a unique prefix of it (as `sessions list` shows)."""
         wanted = session_id.strip().lower()

@@ -40,17 +40,22 @@ from bot.config import Settings, get_settings
 from bot.errors import CoachbotError
 from bot.inputs import EmptyInputError
 from bot.llm.cancel import GenerationCancelled, cancel_scope
+from bot.roleplay.progress import report_csv
 from bot.safety import install_log_redaction, redact
 from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
 from bot.web.auth import WebLogin
+from bot.web.dashboard import COMMAND, is_progress_request, parse_filters, progress_markdown
 from bot.web.mood_chart import mood_badge, mood_curve_svg
+from bot.web.progress_charts import heatmap_svg, score_trend_svg
 from bot.web.security import install_security_headers
 from bot.web.views import (
+    RUBRIC_NAME,
     coach_answer_markdown,
     hint_markdown,
     md,
     practice_brief_markdown,
     retrieval_markdown,
+    rubric_markdown,
     scorecard_markdown,
     session_markdown,
     sessions_table_markdown,
@@ -537,7 +542,14 @@ async def _start_practice(scenario_id: str | None = None, difficulty: str | None
     cl.user_session.set("scenario_id", chosen)
     cl.user_session.set("difficulty", level)
     scenario = run.scenario
-    await cl.Message(content=practice_brief_markdown(scenario, level), author="coachbot").send()
+    rubric_panel = cl.Text(
+        name=RUBRIC_NAME,
+        content=rubric_markdown(svc.rubric(), svc.settings.knowledge_dir),
+        display="side",
+    )
+    await cl.Message(
+        content=practice_brief_markdown(scenario, level), author="coachbot", elements=[rubric_panel]
+    ).send()
     state = run.simulator.state
     await cl.Message(
         content=f"{md(run.opening_line)}\n\n*{mood_badge(state.anger, state.trust, False)}*",
@@ -697,9 +709,43 @@ async def _start_review() -> None:
     summaries = await _in_thread(lambda: svc.store.list_sessions(limit=30))
     await cl.Message(
         content=sessions_table_markdown(summaries)
-        + "\n\nType a session id (or its first characters) to open it.",
+        + "\n\nType a session id (or its first characters) to open it, or **progress** for the "
+        "trainees' progress dashboard.",
         author="coachbot",
+        actions=[cl.Action(name="progress", payload={}, label="Progress", icon="chart-line")],
     ).send()
+
+
+async def _show_progress(text: str) -> None:
+    """The progress dashboard: trainees, trends, the missed-check heatmap and a CSV."""
+    svc = services()
+    filters = parse_filters(text)
+    report = await _in_thread(lambda: svc.progress(**filters))
+    elements: list[Any] = []
+    if report.attempts:
+        elements = [
+            cl.Image(name="Score trends", content=score_trend_svg(report).encode(),
+                     mime="image/svg+xml", display="inline"),
+            cl.Image(name="Checks missed", content=heatmap_svg(report).encode(),
+                     mime="image/svg+xml", display="inline"),
+            cl.File(name="progress.csv", content=report_csv(report).encode(), mime="text/csv",
+                    display="inline"),
+        ]  # fmt: skip
+    await cl.Message(
+        content=progress_markdown(report, filters), author="coachbot", elements=elements
+    ).send()
+
+
+@cl.action_callback("progress")
+async def on_progress(action: cl.Action) -> None:
+    user, role = _user()
+    if user is not None and role != "trainer":
+        await cl.Message(content="Only trainers can review sessions.").send()
+        return
+    try:
+        await _show_progress(COMMAND)
+    except CoachbotError as exc:
+        await cl.Message(content=_reason(exc)).send()
 
 
 async def _review_reply(text: str) -> None:
@@ -711,6 +757,9 @@ async def _review_reply(text: str) -> None:
     key = text.strip().split()[-1] if text.strip() else ""
     if key.lower() in {"list", "sessions", "all"}:
         await _start_review()
+        return
+    if is_progress_request(text):
+        await _show_progress(text)
         return
     record = await _in_thread(lambda: svc.store.get_session(key))
     elements = []

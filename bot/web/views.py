@@ -18,7 +18,7 @@ from bot.rendering import MarkdownSafe, display_text, markdown_environment
 from bot.rendering import markdown_text as md
 from bot.roleplay.models import Hint, Transcript
 from bot.roleplay.scenarios import Scenario
-from bot.roleplay.scoring import Scorecard
+from bot.roleplay.scoring import Rubric, Scorecard
 from bot.store.sessions import SessionRecord
 from bot.web.mood_chart import TEMPLATES
 
@@ -46,13 +46,27 @@ def retrieval_markdown(citations: list[Citation]) -> str:
     return "\n".join(lines) or "Nothing relevant in the guidance."
 
 
+RUBRIC_NAME = "What the debrief checks"  # the side panel's name; Chainlit links it in the brief
+
+
 def practice_brief_markdown(scenario: Scenario, difficulty: str) -> str:
     """What the trainee reads before the customer's first line."""
     return (
         f"**Practice: {md(scenario.title)}** ({md(difficulty)})\n\n{md(scenario.summary)}\n\n"
         "You are the agent. Listen until they feel heard, then solve it together. "
         "Use **Hint** when stuck and **End and debrief** for your scorecard. "
-        "Change the scenario or difficulty in the settings (the gear icon by the message box)."
+        "Change the scenario or difficulty in the settings (the gear icon by the message box).\n\n"
+        f"Before you start, read {RUBRIC_NAME}: every check, its points and the article behind it."
+    )
+
+
+def rubric_markdown(card: Rubric, knowledge_dir: Path) -> str:
+    """The rubric shown before a practice session (titles of cited articles from
+    ``knowledge_dir``)."""
+    return (
+        _env.get_template("rubric.md.j2")
+        .render(card=card, source_name=partial(source_name, knowledge_dir=knowledge_dir))
+        .strip()
     )
 
 

@@ -138,6 +138,13 @@ def test_login_and_practice_flow(page, app_url):
     page.get_by_text(MOOD).first.wait_for(timeout=REPLY_TIMEOUT_MS)
     assert page.get_by_role("button", name="Hint").count() >= 1
     shot(page, "02-practice-start")
+    # The rubric is one click away before the first line: every check and its article.
+    page.get_by_text("What the debrief checks").first.click()
+    side = page.locator("#side-view-content")
+    side.wait_for()
+    page.get_by_text("Out of 100").first.wait_for()
+    assert "Avoid telling them to calm down" in side.inner_text()
+    shot(page, "02b-rubric")
 
     send(page, "I'm so sorry this happened, that sounds really upsetting. Tell me more.")
     page.wait_for_function(

@@ -1,0 +1,89 @@
+"""The trainer's progress dashboard in the Review profile: filters typed as ``progress key=value``,
+the report as Markdown, two pictures (score trends, missed-check heatmap) and a CSV file.
+
+Only parsing and presentation: the report comes from ``Services.progress``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.errors import CoachbotError
+from bot.rendering import markdown_environment
+from bot.roleplay.progress import ProgressReport
+from bot.web.mood_chart import TEMPLATES
+
+_env = markdown_environment(TEMPLATES)
+COMMAND = "progress"
+_KEYS = {"trainee": "user", "user": "user", "scenario": "scenario_id", "difficulty": "difficulty",
+         "since": "since", "until": "until"}  # fmt: skip
+MOST_MISSED = 5
+
+
+def is_progress_request(text: str) -> bool:
+    words = text.strip().split()
+    return bool(words) and words[0].lower() == COMMAND
+
+
+def _day(key: str, value: str) -> datetime:
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise CoachbotError(
+            f"{key}={value!r} is not a day", hint="write it as YYYY-MM-DD"
+        ) from None
+
+
+def parse_filters(text: str) -> dict[str, Any]:
+    """``progress trainee=sam since=2026-12-01`` as keyword arguments for Services.progress
+    (``until`` is inclusive)."""
+    filters: dict[str, Any] = {}
+    for word in text.strip().split()[1:]:
+        key, sep, value = word.partition("=")
+        name = _KEYS.get(key.lower())
+        if not sep or name is None or not value:
+            raise CoachbotError(
+                f"cannot read the filter {word!r}",
+                hint="use trainee=, scenario=, difficulty=, since= or until= (since=2026-12-01)",
+            )
+        if name == "difficulty" and value not in ("easy", "medium", "hard"):
+            raise CoachbotError(f"unknown difficulty {value!r}", hint="easy, medium or hard")
+        filters[name] = value
+    if "since" in filters:
+        filters["since"] = _day("since", filters["since"])
+    if "until" in filters:
+        filters["until"] = _day("until", filters["until"]) + timedelta(days=1)
+    return filters
+
+
+def _described(filters: dict[str, Any]) -> str:
+    shown = {k: v for k, v in filters.items() if k not in ("since", "until")}
+    if "since" in filters:
+        shown["since"] = f"{filters['since']:%Y-%m-%d}"
+    if "until" in filters:
+        shown["until"] = f"{filters['until'] - timedelta(days=1):%Y-%m-%d}"
+    return ", ".join(f"{k.replace('_id', '')} {v}" for k, v in shown.items())
+
+
+def progress_markdown(report: ProgressReport, filters: dict[str, Any]) -> str:
+    """The dashboard's text: trainees, and the most-missed checks with the sessions and turns."""
+    return (
+        _env.get_template("progress.md.j2")
+        .render(
+            report=report,
+            filters=_described(filters),
+            triggers=_most_missed(report, "avoid"),
+            moves=_most_missed(report, "do"),
+        )
+        .strip()
+    )
+
+
+def _most_missed(report: ProgressReport, kind: str) -> list[dict[str, Any]]:
+    """The checks of ``kind`` missed most often, each with the trainees' cells that missed it."""
+    rows = []
+    for check in report.checks:
+        cells = [c for c in report.heatmap if c.check == check and c.kind == kind and c.missed]
+        if cells:
+            rows.append({"check": check, "cells": cells})
+    return rows[:MOST_MISSED]
