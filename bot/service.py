@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from bot.llm.queue import PositionCallback
 from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
 from bot.roleplay.acts import ActCatalogue, load_acts
+from bot.roleplay.assignments import Assignment, AssignmentStatus, assignment_status
 from bot.roleplay.models import Hint, Transcript, Turn
 from bot.roleplay.progress import ProgressReport, attempt_from_scorecard, progress_report
 from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
@@ -63,6 +65,8 @@ from bot.store.journal import (
     practice_write,
     start_write,
 )
+from bot.store.sessions import EVERY_TRAINEE
+from bot.store.users import UserStore
 
 # The shipped articles' reviewed passage questions, found by content hash wherever they are.
 SHIPPED_QUESTIONS = PROJECT_ROOT / "knowledge" / "passage_questions.yaml"
@@ -262,6 +266,58 @@ class Services:
             )
         report = progress_report(attempts, check_labels(self._catalogue()))
         return report.model_copy(update={"unreadable": unreadable})
+
+    # ------------------------------------------------------------------ assignments
+
+    def assign(
+        self,
+        assignee: str,
+        scenario_id: str,
+        difficulty: str,
+        pass_mark: int,
+        due_at: datetime | None = None,
+        created_by: str | None = None,
+    ) -> Assignment:
+        """Set a scenario for a trainee (or ``EVERY_TRAINEE``), checked against the scenarios
+        and, when logins are on, the users."""
+        if scenario_id not in self.scenarios:
+            known = ", ".join(sorted(self.scenarios))
+            raise CoachbotError(f"no scenario {scenario_id!r}", hint=f"one of: {known}")
+        if difficulty not in DIFFICULTIES:
+            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
+        users = UserStore(self.settings.users_path)
+        if assignee != EVERY_TRAINEE and users.has_users() and users.get(assignee) is None:
+            raise CoachbotError(
+                f"no user {assignee!r}", hint="see `coachbot users list`, or assign to everyone"
+            )
+        record = self.store.add_assignment(
+            assignee=assignee, scenario_id=scenario_id, difficulty=difficulty,
+            pass_mark=pass_mark, due_at=due_at, created_by=created_by,
+        )  # fmt: skip
+        return Assignment.model_validate(record.model_dump())
+
+    def assignment_statuses(self, user: str | None = None) -> list[AssignmentStatus]:
+        """Each trainee's standing on each assignment (``user``: only theirs), due soonest
+        first. An assignment for every trainee is shown for each trainee with a login, or for
+        each who has practised when logins are off."""
+        records = self.store.assignments(user=user)
+        if not records:
+            return []
+        attempts = self.progress(user=user).attempts
+        everyone = [user] if user else self._trainees(attempts)
+        now = datetime.now(UTC)
+        statuses = []
+        for record in records:
+            assignment = Assignment.model_validate(record.model_dump())
+            who = everyone if assignment.assignee == EVERY_TRAINEE else [assignment.assignee]
+            statuses += [assignment_status(assignment, t, attempts, now) for t in who]
+        return statuses
+
+    def _trainees(self, attempts: list[Any]) -> list[str]:
+        users = UserStore(self.settings.users_path)
+        if users.has_users():
+            return [u.identifier for u in users.list() if u.role == "trainee"]
+        return sorted({a.user for a in attempts})
 
     def _catalogue(self) -> GuidanceCatalogue:
         """The guidance catalogue: the engine's if loaded, else read (no classifier trained)."""

@@ -430,12 +430,14 @@ def test_the_injection_suite_passes_whatever_the_model_says(tmp_path, monkeypatc
 
 @pytest.mark.integration
 def test_injection_suite_on_the_embedded_model(tmp_path):
-    """Every attack of evals/suites/injection.yaml, cold (no cache), on the embedded model."""
+    """The attacks of evals/suites/injection.yaml, cold (no cache), on the embedded model: all
+    but those tagged ``long`` (the full eval runs those), still every kind of attack and role."""
     get_settings.cache_clear()
     result = CliRunner().invoke(
         cli.app,
-        ["eval", "injection", "--no-cache", "--report", str(tmp_path / "report"), "--json"],
-    )
+        ["eval", "injection", "--no-cache", "--filter", "not tag:long",
+         "--report", str(tmp_path / "report"), "--json"],
+    )  # fmt: skip
     data = json.loads(result.stdout)
     failed = {
         c["key"]: [a["why"] for a in c["runs"][0]["assertions"] if not a["passed"]]
@@ -446,3 +448,6 @@ def test_injection_suite_on_the_embedded_model(tmp_path):
     assert failed == {}, json.dumps(failed, indent=1, ensure_ascii=False)[:4000]
     assert result.exit_code == 0, result.stderr
     assert len(data["cases"]) >= 15 and (tmp_path / "report" / "report.html").is_file()
+    kinds = {c["kind"] for c in data["cases"]}
+    attacks = {c["id"].split("-", 1)[1] for c in data["cases"] if c["kind"] == "customer"}
+    assert kinds == {"coach", "customer", "scoring"} and len(attacks) >= 5

@@ -132,7 +132,9 @@ def test_charts_are_well_formed_svg_with_names_as_text(attempts):
     report = progress_report(attempts, ORDER)
     for svg in (score_trend_svg(report), heatmap_svg(report)):
         root = ElementTree.fromstring(svg)
-        assert root.tag.endswith("svg") and not list(root.iter("{http://www.w3.org/2000/svg}script"))
+        assert root.tag.endswith("svg") and not list(
+            root.iter("{http://www.w3.org/2000/svg}script")
+        )
         assert "<script>" not in svg and "&lt;script&gt;" in svg
     heat = ElementTree.fromstring(heatmap_svg(report))
     cells = [t.text for t in heat.iter("{http://www.w3.org/2000/svg}title")]

@@ -359,3 +359,75 @@ def _print_report(found: Any) -> None:
             console.print(line(f"  {check}: {who}"))
     if found.unreadable:
         console.print(line((f"{found.unreadable} session(s) could not be read: left out.", "dim")))
+
+
+# --------------------------------------------------------------------------- assignments
+
+
+def assign(
+    scenario: Annotated[str, typer.Argument(help="A scenario id (coachbot scenarios).")],
+    to: Annotated[
+        list[str] | None, typer.Option("--to", "-t", help="A trainee (repeat for several).")
+    ] = None,
+    everyone: Annotated[bool, typer.Option("--everyone", help="Every trainee.")] = False,
+    difficulty: Annotated[str, typer.Option("--difficulty", "-d")] = "medium",
+    pass_mark: Annotated[int, typer.Option("--pass-mark", "-p", min=0, max=100)] = 70,
+    due: Annotated[datetime | None, DayOption] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a scenario for trainees: a difficulty, a pass mark and a due day (end of that day)."""
+
+    def run() -> list[Any]:
+        if bool(to) == everyone:
+            raise CoachbotError("say who: --to NAME (repeatable) or --everyone")
+        from bot.store.sessions import EVERY_TRAINEE
+
+        due_at = _utc_day(due) + timedelta(days=1) if due else None
+        return [
+            common.services().assign(name, scenario, difficulty, pass_mark, due_at, "cli")
+            for name in (to or [EVERY_TRAINEE])
+        ]
+
+    made = guard(run, as_json)
+    if as_json:
+        print_json({"ok": True, "assignments": [a.model_dump(mode="json") for a in made]})
+        return
+    for a in made:
+        who = "every trainee" if a.assignee == "*" else a.assignee
+        console.print(line(f"Assigned {a.scenario_id} ({a.difficulty}, pass {a.pass_mark}) "
+                           f"to {who}: id {a.id[:8]}"))  # fmt: skip
+
+
+def assignments(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this trainee.")] = None,
+    remove: Annotated[
+        str | None, typer.Option("--remove", help="Withdraw the assignment with this id.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Assignments and where each trainee stands: not started, attempted, passed, overdue."""
+
+    def run() -> list[Any]:
+        if remove:
+            common.services().store.remove_assignment(remove)
+        return common.services().assignment_statuses(user=user)
+
+    found = guard(run, as_json)
+    if as_json:
+        print_json({"ok": True, "assignments": [s.model_dump(mode="json") for s in found]})
+        return
+    if not found:
+        console.print("No assignments.")
+        return
+    table = Table(title="Assignments", box=None, header_style="bold underline", padding=(0, 1))
+    for column in ("id", "trainee", "scenario", "difficulty", "pass", "due", "status", "best"):
+        table.add_column(column, overflow="fold")
+    for s in found:
+        a = s.assignment
+        due_text = f"{a.due_at - timedelta(seconds=1):%Y-%m-%d}" if a.due_at else "-"
+        status = s.status + (", overdue" if s.overdue else "")
+        best = "-" if s.best_score is None else str(s.best_score)
+        cells = (a.id[:8], s.trainee, a.scenario_id, a.difficulty, str(a.pass_mark), due_text,
+                 f"{status} ({s.attempts} tries)", best)  # fmt: skip
+        table.add_row(*(line(cell) for cell in cells))
+    console.print(table)

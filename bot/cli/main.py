@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.cli import common
-from bot.cli.admin import report, sessions_app, users_app
+from bot.cli.admin import assign, assignments, report, sessions_app, users_app
 from bot.cli.capacity import capacity_command
 from bot.cli.common import (
     QUIT,
@@ -789,6 +789,8 @@ app.add_typer(sessions_app, name="sessions", help="List and show saved sessions 
 app.command("eval")(eval_command)
 app.command("capacity")(capacity_command)
 app.command("report")(report)
+app.command("assign")(assign)
+app.command("assignments")(assignments)
 
 
 def main() -> None:  # pragma: no cover - entry point shim

@@ -64,6 +64,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from bot.errors import CoachbotError, StorageError
 from bot.store.journal import Write, WriteRefusedError
+from bot.store.schema import migrate
 
 if TYPE_CHECKING:
     from bot.coach.models import CoachAnswer
@@ -160,7 +161,38 @@ class _AppliedWriteRow(_Base):
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class _AssignmentRow(_Base):
+    """Made by migration 0002 (bot/store/migrations): keep the two in step."""
+
+    __tablename__ = "coachbot_assignments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    assignee: Mapped[str] = mapped_column(String(255), index=True)  # a user, or "*": every trainee
+    scenario_id: Mapped[str] = mapped_column(String(255))
+    difficulty: Mapped[str] = mapped_column(String(16))
+    pass_mark: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # --------------------------------------------------------------------------- public models
+
+
+class AssignmentRecord(BaseModel):
+    """A scenario a trainer set for a trainee (or every trainee: ``assignee == "*"``)."""
+
+    id: str
+    assignee: str
+    scenario_id: str
+    difficulty: str
+    pass_mark: int
+    due_at: datetime | None
+    created_by: str | None
+    created_at: datetime
+
+
+EVERY_TRAINEE = "*"
 
 
 class ScenarioInfo(BaseModel):
@@ -249,6 +281,10 @@ def _summary(row: _SessionRow, up: int = 0, down: int = 0) -> SessionSummary:
         feedback_up=up,
         feedback_down=down,
     )
+
+
+def _assignment(row: _AssignmentRow) -> AssignmentRecord:
+    return AssignmentRecord.model_validate(row, from_attributes=True)
 
 
 def _feedback(row: _FeedbackRow) -> FeedbackRecord:
@@ -374,7 +410,7 @@ class SessionStore:
         self._clock = threading.Lock()
         self._last_time: datetime | None = None
         try:
-            self._retrying(lambda: _Base.metadata.create_all(self.engine))
+            self._retrying(lambda: migrate(self.engine))
         except DBAPIError as exc:
             raise StorageError(
                 f"cannot open the session store at {self.safe_url}: {_reason(exc)}",
@@ -803,6 +839,65 @@ class SessionStore:
             ]
 
         return self._read("the scored practice sessions", run)
+
+    # ---- assignments
+    def add_assignment(
+        self,
+        *,
+        assignee: str,
+        scenario_id: str,
+        difficulty: str,
+        pass_mark: int,
+        due_at: datetime | None = None,
+        created_by: str | None = None,
+    ) -> AssignmentRecord:
+        """Assign a scenario to ``assignee`` (a user, or ``"*"`` for every trainee)."""
+        if not 0 <= pass_mark <= 100:
+            raise CoachbotError(f"the pass mark must be 0 to 100, got {pass_mark}")
+        row = _AssignmentRow(
+            id=uuid.uuid4().hex, assignee=assignee, scenario_id=scenario_id,
+            difficulty=difficulty, pass_mark=pass_mark, due_at=due_at, created_by=created_by,
+            created_at=self._now(),
+        )  # fmt: skip
+
+        def run(session: Session) -> AssignmentRecord:
+            session.add(row)
+            session.flush()
+            return _assignment(row)
+
+        return self._write("the assignment", run)
+
+    def assignments(self, user: str | None = None) -> list[AssignmentRecord]:
+        """Assignments, due soonest first (no due date last): all, or those of ``user`` (their
+        own and those for every trainee)."""
+
+        def run(session: Session) -> list[AssignmentRecord]:
+            query = select(_AssignmentRow)
+            if user is not None:
+                query = query.where(_AssignmentRow.assignee.in_([user, EVERY_TRAINEE]))
+            rows = session.scalars(query.order_by(_AssignmentRow.created_at, _AssignmentRow.id))
+            found = [_assignment(r) for r in rows]
+            return sorted(found, key=lambda a: (a.due_at is None, a.due_at or a.created_at))
+
+        return self._read("the assignments", run)
+
+    def remove_assignment(self, assignment_id: str) -> None:
+        """Withdraw an assignment (its sessions stay)."""
+
+        wanted = assignment_id.strip().lower()
+
+        def run(session: Session) -> None:
+            query = select(_AssignmentRow).where(_AssignmentRow.id.like(f"{wanted}%")).limit(2)
+            rows = list(session.scalars(query)) if _HEX.match(wanted) else []
+            if len(rows) != 1:
+                problem = "is ambiguous" if rows else "matches no assignment"
+                raise CoachbotError(
+                    f"the id {assignment_id!r} {problem}",
+                    hint="see `coachbot assignments` for the ids",
+                )
+            session.delete(rows[0])
+
+        self._write("the assignment's removal", run)
 
     def get_session(self, session_id: str) -> SessionRecord:
         """A session by its id or a unique prefix of it (as `sessions list` shows)."""

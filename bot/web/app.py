@@ -43,13 +43,22 @@ from bot.llm.cancel import GenerationCancelled, cancel_scope
 from bot.roleplay.progress import report_csv
 from bot.safety import install_log_redaction, redact
 from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
+from bot.store.sessions import EVERY_TRAINEE
 from bot.web.auth import WebLogin
-from bot.web.dashboard import COMMAND, is_progress_request, parse_filters, progress_markdown
+from bot.web.dashboard import (
+    COMMAND,
+    is_assign_request,
+    is_progress_request,
+    parse_assign,
+    parse_filters,
+    progress_markdown,
+)
 from bot.web.mood_chart import mood_badge, mood_curve_svg
 from bot.web.progress_charts import heatmap_svg, score_trend_svg
 from bot.web.security import install_security_headers
 from bot.web.views import (
     RUBRIC_NAME,
+    assignments_markdown,
     coach_answer_markdown,
     hint_markdown,
     md,
@@ -499,6 +508,47 @@ def _practice_actions() -> list[cl.Action]:
     ]
 
 
+async def _show_assignments(scenarios: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A logged-in trainee's open assignments, soonest due first, each a one-click start; the
+    first one is where the session starts. (None, None) when there are none."""
+    user, _ = _user()
+    if user is None:
+        return None, None
+    svc = services()
+    statuses = await _in_thread(lambda: svc.assignment_statuses(user=user))
+    open_ones = [
+        s for s in statuses if s.status != "passed" and s.assignment.scenario_id in scenarios
+    ]
+    if not open_ones:
+        return None, None
+    actions = [
+        cl.Action(
+            name="start_assignment",
+            payload={"scenario": s.assignment.scenario_id, "difficulty": s.assignment.difficulty},
+            label=f"Start: {scenarios[s.assignment.scenario_id].title} ({s.assignment.difficulty})",
+            icon="play",
+        )
+        for s in open_ones[1:]
+    ]
+    await cl.Message(
+        content=assignments_markdown(open_ones, {k: v.title for k, v in scenarios.items()}),
+        author="coachbot",
+        actions=actions,
+    ).send()
+    first = open_ones[0].assignment
+    return first.scenario_id, first.difficulty
+
+
+@cl.action_callback("start_assignment")
+async def on_start_assignment(action: cl.Action) -> None:
+    payload = action.payload or {}
+    try:
+        await _start_practice(str(payload.get("scenario")), str(payload.get("difficulty")))
+    except Exception as exc:
+        log.exception("starting an assignment failed")
+        await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
+
+
 def _new_seed() -> int:
     """Each practice session gets its own wording (seed 0 every time made a repeated scenario
     word for word the same); the seed is saved with the transcript, so it can be replayed."""
@@ -512,9 +562,12 @@ async def _start_practice(scenario_id: str | None = None, difficulty: str | None
         return
     scenarios = await _in_thread(lambda: svc.scenarios)
     ids = list(scenarios)
+    if scenario_id is None and cl.user_session.get("scenario_id") is None:
+        scenario_id, difficulty = await _show_assignments(scenarios)
     chosen = scenario_id or cl.user_session.get("scenario_id") or ids[0]
     level = difficulty or cl.user_session.get("difficulty") or "medium"
-    if scenario_id is None:
+    if cl.user_session.get("settings_sent") is None:
+        cl.user_session.set("settings_sent", True)
         await cl.ChatSettings(
             [
                 Select(
@@ -721,6 +774,7 @@ async def _show_progress(text: str) -> None:
     svc = services()
     filters = parse_filters(text)
     report = await _in_thread(lambda: svc.progress(**filters))
+    statuses = await _in_thread(lambda: svc.assignment_statuses(user=filters.get("user")))
     elements: list[Any] = []
     if report.attempts:
         elements = [
@@ -732,7 +786,21 @@ async def _show_progress(text: str) -> None:
                     display="inline"),
         ]  # fmt: skip
     await cl.Message(
-        content=progress_markdown(report, filters), author="coachbot", elements=elements
+        content=progress_markdown(report, filters, statuses), author="coachbot", elements=elements
+    ).send()
+
+
+async def _assign(text: str, trainer: str | None) -> None:
+    svc = services()
+    wanted = parse_assign(text)
+    made = await _in_thread(lambda: svc.assign(**wanted, created_by=trainer))
+    who = "every trainee" if made.assignee == EVERY_TRAINEE else made.assignee
+    await cl.Message(
+        content=md(
+            f"Assigned {made.scenario_id} ({made.difficulty}, pass mark {made.pass_mark}) to "
+            f"{who}. They see it first when they open Practice; type progress to follow it."
+        ),
+        author="coachbot",
     ).send()
 
 
@@ -760,6 +828,9 @@ async def _review_reply(text: str) -> None:
         return
     if is_progress_request(text):
         await _show_progress(text)
+        return
+    if is_assign_request(text):
+        await _assign(text, user)
         return
     record = await _in_thread(lambda: svc.store.get_session(key))
     elements = []

@@ -10,7 +10,9 @@ from typing import Any
 
 from bot.errors import CoachbotError
 from bot.rendering import markdown_environment
+from bot.roleplay.assignments import AssignmentStatus
 from bot.roleplay.progress import ProgressReport
+from bot.store.sessions import EVERY_TRAINEE
 from bot.web.mood_chart import TEMPLATES
 
 _env = markdown_environment(TEMPLATES)
@@ -65,13 +67,53 @@ def _described(filters: dict[str, Any]) -> str:
     return ", ".join(f"{k.replace('_id', '')} {v}" for k, v in shown.items())
 
 
-def progress_markdown(report: ProgressReport, filters: dict[str, Any]) -> str:
+ASSIGN = "assign"
+ASSIGN_USAGE = "assign SCENARIO to NAME|everyone [difficulty=medium] [pass=70] [due=YYYY-MM-DD]"
+
+
+def is_assign_request(text: str) -> bool:
+    words = text.strip().split()
+    return bool(words) and words[0].lower() == ASSIGN
+
+
+def parse_assign(text: str) -> dict[str, Any]:
+    """``assign damaged-delivery to sam pass=70 due=2026-12-14`` as keyword arguments for
+    Services.assign (the due day's end is the deadline)."""
+    words = text.strip().split()
+    if len(words) < 4 or words[2].lower() != "to":
+        raise CoachbotError("cannot read that assignment", hint=ASSIGN_USAGE)
+    who = words[3]
+    wanted: dict[str, Any] = {
+        "scenario_id": words[1],
+        "assignee": EVERY_TRAINEE if who.lower() in ("everyone", "all") else who,
+        "difficulty": "medium",
+        "pass_mark": 70,
+        "due_at": None,
+    }
+    for word in words[4:]:
+        key, _, value = word.partition("=")
+        if key == "difficulty":
+            wanted["difficulty"] = value
+        elif key == "pass" and value.isdigit() and int(value) <= 100:
+            wanted["pass_mark"] = int(value)
+        elif key == "due":
+            wanted["due_at"] = _day("due", value) + timedelta(days=1)
+        else:
+            raise CoachbotError(f"cannot read {word!r}", hint=ASSIGN_USAGE)
+    return wanted
+
+
+def progress_markdown(
+    report: ProgressReport, filters: dict[str, Any], statuses: list[AssignmentStatus] | None = None
+) -> str:
     """The dashboard's text: trainees, and the most-missed checks with the sessions and turns."""
     return (
         _env.get_template("progress.md.j2")
         .render(
             report=report,
             filters=_described(filters),
+            statuses=statuses or [],
+            due=lambda d: f"{d - timedelta(seconds=1):%Y-%m-%d}",
             triggers=_most_missed(report, "avoid"),
             moves=_most_missed(report, "do"),
         )

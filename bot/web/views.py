@@ -9,6 +9,7 @@ caller.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from bot.coach.models import Citation, CoachAnswer
 from bot.rendering import MarkdownSafe, display_text, markdown_environment
 from bot.rendering import markdown_text as md
+from bot.roleplay.assignments import AssignmentStatus
 from bot.roleplay.models import Hint, Transcript
 from bot.roleplay.scenarios import Scenario
 from bot.roleplay.scoring import Rubric, Scorecard
@@ -68,6 +70,17 @@ def rubric_markdown(card: Rubric, knowledge_dir: Path) -> str:
         .render(card=card, source_name=partial(source_name, knowledge_dir=knowledge_dir))
         .strip()
     )
+
+
+def due_day(due_at: datetime) -> str:
+    """The day an assignment is due: its deadline is the end of that day (UTC)."""
+    return f"{due_at - timedelta(seconds=1):%Y-%m-%d}"
+
+
+def assignments_markdown(statuses: list[AssignmentStatus], titles: dict[str, str]) -> str:
+    """A trainee's open assignments (``titles``: scenario titles by id)."""
+    template = _env.get_template("assignments.md.j2")
+    return template.render(statuses=statuses, titles=titles, due=due_day).strip()
 
 
 def coach_answer_markdown(answer: CoachAnswer) -> str:

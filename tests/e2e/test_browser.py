@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 USER, PASSWORD = "tess", "practice-makes-perfect"
+TRAINER = "tom"
 REPLY_TIMEOUT_MS = 120_000  # a model reply on 2 busy cores
 
 
@@ -80,6 +81,7 @@ def server(tmp_path_factory) -> Iterator[AppServer]:
 
     tmp = tmp_path_factory.mktemp("e2e")
     UserStore(tmp / "data" / "users.yaml").add(USER, PASSWORD, "trainee")
+    UserStore(tmp / "data" / "users.yaml").add(TRAINER, PASSWORD, "trainer")
     app_server = AppServer(tmp)
     try:
         app_server.start()
@@ -162,6 +164,51 @@ def test_login_and_practice_flow(page, app_url):
     assert page.get_by_text(re.compile(r"Debrief: \d+/100")).count() >= 1
     page.locator("img").last.wait_for()
     shot(page, "05-debrief")
+
+
+def _logged_in(browser, app_url: str, user: str):
+    """A new browser context, logged in as ``user`` (its default profile opens)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    other = context.new_page()
+    other.set_default_timeout(30_000)
+    other.goto(app_url)
+    other.locator("#email").fill(user)
+    other.locator("#password").fill(PASSWORD)
+    other.keyboard.press("Enter")
+    return context, other
+
+
+def test_trainer_dashboard_assignment_and_the_trainee_sees_it(page, app_url):
+    """After tess's debrief (the practice flow): the trainer's dashboard shows her attempt, the
+    trend and the heatmap, exports a CSV and assigns a scenario that tess then sees first."""
+    context, trainer = _logged_in(page.context.browser, app_url, TRAINER)
+    try:
+        trainer.locator("#chat-profiles").click()
+        trainer.get_by_text("Review sessions").last.click()
+        confirm = trainer.locator("#confirm")
+        if confirm.count():
+            confirm.click()
+        trainer.get_by_role("button", name="Progress").last.click()
+        trainer.get_by_text("Triggers used").first.wait_for(timeout=REPLY_TIMEOUT_MS)
+        assert trainer.get_by_text(re.compile(r"1 scored practice session")).count() >= 1
+        assert trainer.locator("img[alt='Score trends'], img[alt='Checks missed']").count() == 2
+        with trainer.expect_download() as download:
+            trainer.get_by_text("progress.csv").last.click()
+        header = Path(download.value.path()).read_text().splitlines()[0]
+        assert header.startswith("session_id,user,date,scenario_id")
+        shot(trainer, "09-trainer-dashboard")
+        send(trainer, f"assign billing-error to {USER} difficulty=easy pass=60 due=2099-01-31")
+        trainer.get_by_text(re.compile(r"^Assigned billing-error")).first.wait_for()
+    finally:
+        context.close()
+    context, trainee = _logged_in(page.context.browser, app_url, USER)
+    try:
+        trainee.get_by_text("Your assignments").first.wait_for(timeout=REPLY_TIMEOUT_MS)
+        trainee.get_by_text(MOOD).first.wait_for(timeout=REPLY_TIMEOUT_MS)
+        assert trainee.get_by_text("Double charge on the electricity bill").count() >= 1
+        shot(trainee, "10-trainee-assignment")
+    finally:
+        context.close()
 
 
 def test_coach_flow_with_a_cited_source(page, app_url):

@@ -1,0 +1,63 @@
+"""Where each trainee stands on the scenarios a trainer set them: not started, attempted or
+passed (a session at the assignment's difficulty scoring at least its pass mark), and overdue.
+
+Pure: the caller passes the assignments and the trainees' scored attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from bot.roleplay.progress import Attempt
+
+Status = Literal["not started", "attempted", "passed"]
+
+
+class Assignment(BaseModel):
+    id: str
+    assignee: str  # a user, or "*": every trainee
+    scenario_id: str
+    difficulty: str
+    pass_mark: int
+    due_at: datetime | None = None
+    created_at: datetime
+
+
+class AssignmentStatus(BaseModel):
+    """One trainee's standing on one assignment."""
+
+    assignment: Assignment
+    trainee: str
+    status: Status
+    attempts: int
+    best_score: int | None
+    overdue: bool  # past its due date and not passed
+
+
+def assignment_status(
+    assignment: Assignment, trainee: str, attempts: Iterable[Attempt], now: datetime
+) -> AssignmentStatus:
+    """Only sessions of this trainee, scenario and difficulty, started once it was set, count."""
+    counted = [
+        a
+        for a in attempts
+        if a.user == trainee
+        and a.scenario_id == assignment.scenario_id
+        and a.difficulty == assignment.difficulty
+        and a.at >= assignment.created_at
+    ]
+    best = max((a.score for a in counted), default=None)
+    passed = best is not None and best >= assignment.pass_mark
+    status: Status = "passed" if passed else "attempted" if counted else "not started"
+    due = assignment.due_at
+    return AssignmentStatus(
+        assignment=assignment,
+        trainee=trainee,
+        status=status,
+        attempts=len(counted),
+        best_score=best,
+        overdue=not passed and due is not None and now > due,
+    )
