@@ -67,7 +67,7 @@ def heatmap_svg(report: ProgressReport, max_checks: int = 10, max_trainees: int 
                 "text": f"{cell.missed}/{cell.attempts}", "check": check, "user": user,
             })  # fmt: skip
     return _env.get_template("heatmap.svg.j2").render(
-        width=left + cell_w * len(users) + 16, height=top + cell_h * len(checks) + 16,
+        width=max(left + cell_w * len(users) + 16, 480), height=top + cell_h * len(checks) + 16,
         left=left, top=top, cell_w=cell_w, cell_h=cell_h, cells=cells,
         rows=[{"y": top + i * cell_h, "label": c} for i, c in enumerate(checks)],
         cols=[{"x": left + i * cell_w, "label": u} for i, u in enumerate(users)],
