@@ -248,8 +248,9 @@ class Services:
         for record in records:
             try:
                 card = record.scorecard()
+                transcript = record.transcript()
             except ValueError:  # a payload from another version: counted, not shown
-                card = None
+                card = transcript = None
             if card is None:
                 unreadable += 1
                 continue
@@ -262,6 +263,7 @@ class Services:
                     scenario_title=record.scenario_title or record.scenario_id or "",
                     difficulty=record.difficulty or "",
                     at=record.created_at,
+                    scenario_version=transcript.scenario_version if transcript else None,
                 )
             )
         report = progress_report(attempts, check_labels(self._catalogue()))

@@ -386,6 +386,7 @@ def test_trainer_lists_and_opens_a_trainee_session(services):
     shown = trainer.texts()[-1]
     line = run.simulator.transcript.turns[0].customer
     assert "Trainee:" in shown and line[:30] in shown and "Debrief" in shown
+    assert f"version {run.scenario.version}" in shown  # the scenario as it was played
 
 
 def test_trainer_dashboard_shows_trend_heatmap_turns_and_csv(services):

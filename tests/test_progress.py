@@ -72,7 +72,7 @@ def test_csv_has_a_row_per_session_and_never_a_formula(attempts):
     attempts[0] = attempts[0].model_copy(update={"user": "=HYPERLINK(1)"})
     rows = list(csv.reader(io.StringIO(report_csv(progress_report(attempts, ORDER)))))
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 5
-    assert rows[1][1] == "alex" and rows[1][6] == "40" and CALM in rows[1][9]
+    assert rows[1][1] == "alex" and rows[1][7] == "40" and CALM in rows[1][10]
     assert rows[3][1] == "'=HYPERLINK(1)"  # sam's session, the third by time
 
 
@@ -103,6 +103,8 @@ def test_the_service_reports_saved_sessions_with_filters(played):
     cell = next(c for c in report.heatmap if c.user == "alex" and c.check == CALM)
     assert cell.missed == 1 and cell.sessions[0][0] == rude and cell.sessions[0][1] == [1]
     assert [t.user for t in svc.progress(user="sam").trainees] == ["sam"]
+    played_version = svc.scenarios["damaged-delivery"].version
+    assert {a.scenario_version for a in report.attempts} == {played_version}
     assert svc.progress(difficulty="hard").attempts == []
 
 

@@ -100,6 +100,19 @@ def test_scenario_errors_name_file_and_field(tmp_path, mutate, field):
     assert str(path) in str(err.value) and f"'{field}" in str(err.value)
 
 
+def test_a_scenario_version_follows_its_content_not_its_layout(tmp_path, scenarios):
+    """A session records the version it was played on; editing a line changes it, a comment
+    or a re-indent does not."""
+    source = (SCENARIOS_DIR / "damaged-delivery.yaml").read_text("utf-8")
+    copy = tmp_path / "copy.yaml"
+    copy.write_text("# a trainer's note\n" + source, encoding="utf-8")
+    original = scenarios["damaged-delivery"].version
+    assert load_scenario(copy).version == original and len(original) == 12
+    edited = scenarios["damaged-delivery"].opening_line
+    copy.write_text(source.replace(edited, edited + " Now."), encoding="utf-8")
+    assert load_scenario(copy).version != original
+
+
 def test_a_broken_file_does_not_stop_the_others(tmp_path):
     good = yaml.safe_load((SCENARIOS_DIR / "damaged-delivery.yaml").read_text())
     (tmp_path / "good.yaml").write_text(yaml.safe_dump(good))

@@ -252,6 +252,9 @@ def _print_header(record: Any) -> None:
     details = [record.kind, record.status]
     if record.difficulty:
         details.append(record.difficulty)
+    transcript = record.transcript() if record.kind == "practice" else None
+    if transcript is not None and transcript.scenario_version:
+        details.append(f"scenario version {transcript.scenario_version}")
     role = f" ({record.role})" if record.role else ""
     score = f", score {record.score}/100" if record.score is not None else ""
     console.print(

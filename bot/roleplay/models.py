@@ -71,6 +71,7 @@ class Transcript(BaseModel):
 
     scenario_id: str
     scenario_title: str
+    scenario_version: str | None = None  # Scenario.version when played (None: saved before)
     customer_name: str
     difficulty: Difficulty
     seed: int

@@ -32,6 +32,7 @@ class Attempt(BaseModel):
     user: str
     scenario_id: str
     scenario_title: str
+    scenario_version: str | None = None  # the scenario's content hash when it was played
     difficulty: str
     at: datetime
     score: int
@@ -49,6 +50,7 @@ def attempt_from_scorecard(
     scenario_title: str,
     difficulty: str,
     at: datetime,
+    scenario_version: str | None = None,
 ) -> Attempt:
     """The report's view of one saved scorecard (only sure detections cost a check)."""
     missed = [
@@ -61,6 +63,7 @@ def attempt_from_scorecard(
         user=user,
         scenario_id=scenario_id,
         scenario_title=scenario_title,
+        scenario_version=scenario_version,
         difficulty=difficulty,
         at=at,
         score=card.score,
@@ -173,8 +176,8 @@ def progress_report(
 
 
 CSV_COLUMNS = (
-    "session_id", "user", "date", "scenario_id", "scenario", "difficulty", "score", "outcome",
-    "hints_used", "missed_checks",
+    "session_id", "user", "date", "scenario_id", "scenario", "scenario_version", "difficulty",
+    "score", "outcome", "hints_used", "missed_checks",
 )  # fmt: skip
 
 
@@ -192,7 +195,8 @@ def report_csv(report: ProgressReport) -> str:
         writer.writerow(
             [
                 a.session_id, _text_cell(a.user), a.at.isoformat(timespec="seconds"),
-                _text_cell(a.scenario_id), _text_cell(a.scenario_title), a.difficulty, a.score,
+                _text_cell(a.scenario_id), _text_cell(a.scenario_title), a.scenario_version or "",
+                a.difficulty, a.score,
                 a.outcome or "", a.hints_used, "; ".join(m.check for m in a.missed),
             ]
         )  # fmt: skip

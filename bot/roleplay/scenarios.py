@@ -6,11 +6,13 @@ the field at fault, and the other scenarios still load.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from bot.datafiles import load_yaml_model
 from bot.errors import DataValidationError
@@ -121,6 +123,14 @@ class Scenario(_Strict):
     fallback_lines: FallbackLines
     facts: list[Fact] = Field(default_factory=list)
     max_turns: int = Field(12, ge=4, le=40)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def version(self) -> str:
+        """A hash of the scenario's content (not its file's layout or comments): a session
+        records it, so a score can be read against the scenario as it was played."""
+        content = self.model_dump(mode="json", exclude={"version"})
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
     @field_validator("difficulty")
     @classmethod

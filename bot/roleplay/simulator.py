@@ -95,6 +95,7 @@ class CustomerSimulator:
         self.transcript = Transcript(
             scenario_id=scenario.id,
             scenario_title=scenario.title,
+            scenario_version=scenario.version,
             customer_name=scenario.customer.name,
             difficulty=difficulty,
             seed=seed,
