@@ -46,6 +46,7 @@ from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
 from bot.roleplay.acts import ActCatalogue, load_acts
 from bot.roleplay.assignments import Assignment, AssignmentStatus, assignment_status
+from bot.roleplay.builder import QUESTIONS_FILE, build, scenario_yaml, slug
 from bot.roleplay.models import Hint, Transcript, Turn
 from bot.roleplay.progress import ProgressReport, attempt_from_scorecard, progress_report
 from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
@@ -234,6 +235,31 @@ class Services:
                 hint="run `coachbot scenarios` to see why each file was skipped",
             )
         return found
+
+    # ------------------------------------------------------------------ scenario builder
+
+    def builder_question(self, step_key: str) -> str:
+        """The scenario builder's question for one step (prompts/scenario_builder.yaml)."""
+        return self.prompts.message(QUESTIONS_FILE, step_key)
+
+    def build_scenario(self, answers: dict[str, Any]) -> tuple[Scenario | None, dict[str, str]]:
+        """A validated scenario from the builder's answers (a new id from its title), or the
+        problems by step."""
+        return build(answers, slug(str(answers.get("title") or ""), set(self.scenarios)))
+
+    def save_scenario(self, scenario: Scenario) -> Path:
+        """Write a new scenario into the scenarios folder; every later session sees it."""
+        folder = self.settings.prompts_dir / "scenarios"
+        path = folder / f"{scenario.id}.yaml"
+        if scenario.id in self.scenarios or path.exists():
+            raise CoachbotError(f"a scenario with id {scenario.id!r} exists already")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(scenario_yaml(scenario), encoding="utf-8")
+        except OSError as exc:
+            raise CoachbotError(f"cannot write {path}: {exc.strerror}") from exc
+        self.__dict__.pop("scenarios", None)  # read again, with the new one
+        return path
 
     def rubric(self) -> Rubric:
         """What the debrief checks, for a trainee to read before a session (reads only the

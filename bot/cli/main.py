@@ -272,6 +272,64 @@ def rubric(as_json: JsonFlag = False) -> None:
     guard(run, as_json)
 
 
+def _read_answer_lines(multi: bool) -> str | None:
+    """One answer: a line, or for a list, lines until an empty one. None at the end of input."""
+    first = read_line("> ")
+    if first is None or not multi or first.strip().lower() in ("skip", "stop"):
+        return first
+    lines = [first]
+    while (more := read_line("> ")) not in (None, ""):
+        lines.append(str(more))
+    return "\n".join(lines)
+
+
+def _ask_builder_step(svc: Any, key: str) -> Any:
+    """One step's answer, asked on stderr (stdout keeps the result, e.g. for --json)."""
+    from bot.cli.common import err_console
+    from bot.roleplay.builder import STEP_BY_KEY, read_answer
+
+    step = STEP_BY_KEY[key]
+    multi = step.kind != "text"
+    while True:
+        hint = " (one per line, an empty line ends)" if multi else ""
+        err_console.print(line((svc.builder_question(key) + hint, "bold")))
+        text = _read_answer_lines(multi)
+        if text is None or text.strip().lower() == "stop":
+            raise CoachbotError("the scenario builder stopped: nothing was saved")
+        try:
+            return read_answer(step, text)
+        except CoachbotError as exc:
+            err_console.print(line((f"{exc} ({exc.hint})" if exc.hint else str(exc), "yellow")))
+
+
+@app.command("build-scenario")
+def build_scenario(as_json: JsonFlag = False) -> None:
+    """Write a new role-play scenario by answering one question per step (type stop to quit)."""
+    from bot.roleplay.builder import STEPS
+
+    def run() -> Any:
+        svc = common.services()
+        answers: dict[str, Any] = {}
+        pending = [step.key for step in STEPS]
+        for _ in range(3):
+            for key in pending:
+                answers[key] = _ask_builder_step(svc, key)
+            scenario, problems = svc.build_scenario(answers)
+            if scenario is not None:
+                return scenario, svc.save_scenario(scenario)
+            for key, problem in problems.items():
+                common.err_console.print(line((f"{key}: {problem}", "yellow")))
+            pending = list(problems)
+        raise CoachbotError("the scenario is still not valid: nothing was saved")
+
+    scenario, path = guard(run, as_json)
+    if as_json:
+        print_json({"ok": True, "scenario": scenario.id, "version": scenario.version,
+                    "path": str(path)})  # fmt: skip
+    else:
+        console.print(line(f"Saved {scenario.id} (version {scenario.version}) to {path}."))
+
+
 # --------------------------------------------------------------------------- roleplay
 
 

@@ -40,6 +40,7 @@ from bot.config import Settings, get_settings
 from bot.errors import CoachbotError
 from bot.inputs import EmptyInputError
 from bot.llm.cancel import GenerationCancelled, cancel_scope
+from bot.roleplay.builder import STEP_BY_KEY, STEPS, read_answer
 from bot.roleplay.progress import report_csv
 from bot.safety import install_log_redaction, redact
 from bot.service import DIFFICULTIES, CoachRun, PracticeRun, Services
@@ -47,7 +48,9 @@ from bot.store.sessions import EVERY_TRAINEE
 from bot.web.auth import WebLogin
 from bot.web.dashboard import (
     COMMAND,
+    builder_problems_markdown,
     is_assign_request,
+    is_builder_request,
     is_progress_request,
     parse_assign,
     parse_filters,
@@ -98,6 +101,7 @@ COACH_STARTERS = [
 # (a finished answer's sources waited seconds for a thread under load).
 MODEL_WORKERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="coachbot-model")
 CHAT_START_WAIT_S = 300  # a message sent while the chat is starting waits this long at most
+BUILDER_TIMEOUT_S = 1800  # the scenario builder waits this long for each answer
 WAIT_FOR_REPLY = "Still working on the last reply: this comes right after it."
 CLASS_FULL = (
     "This machine is already running {limit} practice sessions, as many as it can while keeping "
@@ -483,7 +487,7 @@ async def on_message(message: cl.Message) -> None:
         async with _one_turn(WAIT_FOR_REPLY):
             if profile == COACH:
                 await _coach_reply(message.content)
-            elif profile == REVIEW:
+            elif profile == REVIEW and not cl.user_session.get("preview"):
                 await _review_reply(message.content)
             else:
                 await _practice_reply(message.content)
@@ -790,6 +794,79 @@ async def _show_progress(text: str) -> None:
     ).send()
 
 
+BUILDER_STOPPED = "The scenario builder stopped: nothing was saved."
+BUILDER_ROUNDS = 3  # times a trainer is asked again about the steps a scenario failed on
+
+
+async def _ask_step(svc: Services, key: str) -> Any:
+    """One builder step: asked until its answer can be read; None if the trainer stops."""
+    step = STEP_BY_KEY[key]
+    question = svc.builder_question(key) + ("" if not step.optional else " (or skip)")
+    while True:
+        reply = await cl.AskUserMessage(
+            content=f"{md(question)}\n\n*Type stop to leave the builder.*",
+            author="coachbot",
+            timeout=BUILDER_TIMEOUT_S,
+        ).send()
+        text = str((reply or {}).get("output") or "")
+        if not reply or text.strip().lower() == "stop":
+            return None
+        try:
+            return read_answer(step, text)
+        except CoachbotError as exc:
+            await cl.Message(content=_reason(exc), author="coachbot").send()
+
+
+async def _build_scenario() -> None:
+    """The scenario builder: one question per step, then a validated, saved scenario."""
+    svc = services()
+    answers: dict[str, Any] = {}
+    pending = [step.key for step in STEPS]
+    for _ in range(BUILDER_ROUNDS):
+        for key in pending:
+            answer = await _ask_step(svc, key)
+            if answer is None:
+                await cl.Message(content=BUILDER_STOPPED, author="coachbot").send()
+                return
+            answers[key] = answer
+        scenario, problems = svc.build_scenario(answers)
+        if scenario is not None:
+            break
+        await cl.Message(content=builder_problems_markdown(problems), author="coachbot").send()
+        pending = list(problems)
+    else:
+        await cl.Message(content=BUILDER_STOPPED, author="coachbot").send()
+        return
+    path = await _in_thread(lambda: svc.save_scenario(scenario))
+    await cl.Message(
+        content=md(
+            f"Saved “{scenario.title}” as {scenario.id} (version {scenario.version}) in "
+            f"{path.name}. Trainees can pick it in Practice now; assign it with "
+            f"assign {scenario.id} to NAME."
+        ),
+        author="coachbot",
+        actions=[
+            cl.Action(
+                name="try_scenario",
+                payload={"scenario": scenario.id},
+                label="Try it now",
+                icon="play",
+            )
+        ],
+    ).send()
+
+
+@cl.action_callback("try_scenario")
+async def on_try_scenario(action: cl.Action) -> None:
+    """A preview: this Review chat becomes a practice session of the new scenario."""
+    cl.user_session.set("preview", True)
+    try:
+        await _start_practice(str((action.payload or {}).get("scenario")), "medium")
+    except Exception as exc:
+        log.exception("the preview failed")
+        await cl.Message(content=FRIENDLY_FAILURE.format(reason=_reason(exc))).send()
+
+
 async def _assign(text: str, trainer: str | None) -> None:
     svc = services()
     wanted = parse_assign(text)
@@ -831,6 +908,9 @@ async def _review_reply(text: str) -> None:
         return
     if is_assign_request(text):
         await _assign(text, user)
+        return
+    if is_builder_request(text):
+        await _build_scenario()
         return
     record = await _in_thread(lambda: svc.store.get_session(key))
     elements = []

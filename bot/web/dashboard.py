@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.errors import CoachbotError
 from bot.rendering import markdown_environment
+from bot.rendering import markdown_text as md
 from bot.roleplay.assignments import AssignmentStatus
 from bot.roleplay.progress import ProgressReport
 from bot.store.sessions import EVERY_TRAINEE
@@ -65,6 +66,19 @@ def _described(filters: dict[str, Any]) -> str:
     if "until" in filters:
         shown["until"] = f"{filters['until'] - timedelta(days=1):%Y-%m-%d}"
     return ", ".join(f"{k.replace('_id', '')} {v}" for k, v in shown.items())
+
+
+BUILDER = ("new scenario", "build scenario", "scenario builder")
+
+
+def is_builder_request(text: str) -> bool:
+    return " ".join(text.lower().split()) in BUILDER
+
+
+def builder_problems_markdown(problems: dict[str, str]) -> str:
+    """What the scenario still lacks, step by step (those steps are asked again)."""
+    lines = [f"- {md(key.replace('_', ' '))}: {md(problem)}" for key, problem in problems.items()]
+    return "The scenario is not valid yet; these answers are asked again:\n" + "\n".join(lines)
 
 
 ASSIGN = "assign"
