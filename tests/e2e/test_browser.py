@@ -200,16 +200,69 @@ def test_trainer_dashboard_assignment_and_the_trainee_sees_it(page, app_url):
         shot(trainer, "11-trainer-dashboard")
         send(trainer, f"assign billing-error to {USER} difficulty=easy pass=60 due=2099-01-31")
         trainer.get_by_text(re.compile(r"^Assigned billing-error")).first.wait_for()
+        scenario_id = _build_a_scenario(trainer)
+        send(trainer, f"assign {scenario_id} to {USER} due=2099-01-15")
+        trainer.get_by_text(re.compile(f"^Assigned {scenario_id}")).first.wait_for()
+        trainer.get_by_role("button", name="Try it now").last.click()  # the preview
+        trainer.get_by_text(BUILT["opening_line"]).first.wait_for(timeout=REPLY_TIMEOUT_MS)
+        shot(trainer, "13-scenario-preview")
     finally:
         context.close()
     context, trainee = _logged_in(page.context.browser, app_url, USER)
     try:
         trainee.get_by_text("Your assignments").first.wait_for(timeout=REPLY_TIMEOUT_MS)
-        trainee.get_by_text(MOOD).first.wait_for(timeout=REPLY_TIMEOUT_MS)
+        trainee.get_by_text(BUILT["opening_line"]).first.wait_for(timeout=REPLY_TIMEOUT_MS)
         assert trainee.get_by_text("Double charge on the electricity bill").count() >= 1
         shot(trainee, "12-trainee-assignment")
+        send(trainee, "I'm so sorry your case is lost, that sounds awful. What happened?")
+        trainee.wait_for_function(  # the customer of the trainer's scenario answers
+            "() => (document.body.innerText.match(/anger \\d+\\/10/g) || []).length >= 2",
+            timeout=REPLY_TIMEOUT_MS,
+        )
+        shot(trainee, "14-trainee-plays-the-new-scenario")
     finally:
         context.close()
+
+
+# One answer per builder step (bot/roleplay/builder.py), each typed as one chat message.
+BUILT = {
+    "title": "Lost luggage on a honeymoon",
+    "summary": "An airline lost a couple's suitcase on the first day of their honeymoon.",
+    "customer_name": "Priya",
+    "situation": "Priya, 31, flew to Lisbon for her honeymoon and the airline lost her case.",
+    "way_of_speaking": "Fast and exasperated, says 'seriously?' a lot.",
+    "wants": "Her case delivered to the hotel today and essentials paid for.",
+    "surface_complaints": "My suitcase never arrived.",
+    "hidden_issue": "Her late mother's necklace, meant for the wedding photos, is in the case.",
+    "reveal_line": "My mum's necklace is in that case. She died last year.",
+    "opening_line": "Seriously? Three days and nobody can tell me where my suitcase is?",
+    "fair_resolution": "Trace the case, courier it to the hotel today, pay for essentials.",
+    "offer_terms": "* the case at the hotel today: deliver, courier, hotel, today",
+    "facts": "skip",
+    "escalate": "Don't tell me to calm down, it's my honeymoon.",
+    "soften": "Okay. Thank you for actually listening.",
+    "gripe": "skip",
+    "reveal": "skip",
+    "say_wants": "Get my case to the hotel today.",
+    "consider_offer": "That's a start. And the rest?",
+    "accept": "Okay. Thank you, that's fair.",
+    "reject_offer": "That's not good enough.",
+    "leave": "Forget it. I'm done.",
+}
+
+
+def _build_a_scenario(trainer) -> str:
+    """Answer the builder's questions in the chat; return the new scenario's id."""
+    send(trainer, "new scenario")
+    for number, answer in enumerate(BUILT.values(), start=1):
+        trainer.wait_for_function(  # the next question is on screen
+            f"() => (document.body.innerText.match(/Type stop to leave/g) || []).length >= {number}"
+        )
+        send(trainer, answer)
+    saved = trainer.get_by_text(re.compile(r"^Saved “Lost luggage on a honeymoon” as ")).first
+    saved.wait_for()
+    shot(trainer, "12b-scenario-built")
+    return "lost-luggage-on-a-honeymoon"
 
 
 def test_coach_flow_with_a_cited_source(page, app_url):
