@@ -66,7 +66,7 @@ from bot.store.journal import (
     practice_write,
     start_write,
 )
-from bot.store.sessions import EVERY_TRAINEE
+from bot.store.sessions import EVERY_TRAINEE, GROUP_PREFIX
 from bot.store.users import UserStore
 
 # The shipped articles' reviewed passage questions, found by content hash wherever they are.
@@ -314,7 +314,13 @@ class Services:
         if difficulty not in DIFFICULTIES:
             raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
         users = UserStore(self.settings.users_path)
-        if assignee != EVERY_TRAINEE and users.has_users() and users.get(assignee) is None:
+        if assignee.startswith(GROUP_PREFIX):
+            group = assignee.removeprefix(GROUP_PREFIX)
+            if not any(group in u.groups for u in users.list()):
+                raise CoachbotError(
+                    f"no user is in group {group!r}", hint="set groups with `coachbot users groups`"
+                )
+        elif assignee != EVERY_TRAINEE and users.has_users() and users.get(assignee) is None:
             raise CoachbotError(
                 f"no user {assignee!r}", hint="see `coachbot users list`, or assign to everyone"
             )
@@ -328,23 +334,35 @@ class Services:
         """Each trainee's standing on each assignment (``user``: only theirs), due soonest
         first. An assignment for every trainee is shown for each trainee with a login, or for
         each who has practised when logins are off."""
-        records = self.store.assignments(user=user)
+        users = UserStore(self.settings.users_path).list()
+        if user is None:
+            records = self.store.assignments()
+        else:
+            groups = next((u.groups for u in users if u.identifier == user), [])
+            targets = [user, EVERY_TRAINEE, *(f"{GROUP_PREFIX}{g}" for g in groups)]
+            records = self.store.assignments(targets)
         if not records:
             return []
         attempts = self.progress(user=user).attempts
-        everyone = [user] if user else self._trainees(attempts)
         now = datetime.now(UTC)
         statuses = []
         for record in records:
             assignment = Assignment.model_validate(record.model_dump())
-            who = everyone if assignment.assignee == EVERY_TRAINEE else [assignment.assignee]
+            who = [user] if user else self._assignees(assignment.assignee, users, attempts)
             statuses += [assignment_status(assignment, t, attempts, now) for t in who]
         return statuses
 
-    def _trainees(self, attempts: list[Any]) -> list[str]:
-        users = UserStore(self.settings.users_path)
-        if users.has_users():
-            return [u.identifier for u in users.list() if u.role == "trainee"]
+    @staticmethod
+    def _assignees(assignee: str, users: list[Any], attempts: list[Any]) -> list[str]:
+        """Who an assignment is for: a user; a group's users; every trainee with a login (or,
+        with logins off, everyone who has practised)."""
+        if assignee.startswith(GROUP_PREFIX):
+            group = assignee.removeprefix(GROUP_PREFIX)
+            return [u.identifier for u in users if group in u.groups]
+        if assignee != EVERY_TRAINEE:
+            return [assignee]
+        if users:
+            return [u.identifier for u in users if u.role == "trainee"]
         return sorted({a.user for a in attempts})
 
     def _catalogue(self) -> GuidanceCatalogue:

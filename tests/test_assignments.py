@@ -67,6 +67,7 @@ def _cli(svc, monkeypatch, *args: str):
     from bot.cli import main as cli
 
     monkeypatch.setattr(common, "services", lambda: svc)
+    monkeypatch.setattr(common, "get_settings", lambda: svc.settings)
     return CliRunner().invoke(cli.app, list(args))
 
 
@@ -131,3 +132,23 @@ def test_trainer_assigns_in_the_app_and_the_trainee_starts_it_first(svc):
     assert "| tess | billing-error | hard | 60 | 2099-01-31 | not started | 0 | - |" in board
     assert "| tess | long-wait-transfers | medium | 70 | 2099-02-28 | " in board
     assert "not started" not in board.split("long-wait-transfers")[1].split("\n")[0]
+
+
+def test_a_group_assignment_reaches_each_member(svc, monkeypatch):
+    from bot.store.users import UserStore
+
+    users = UserStore(svc.settings.users_path, rounds=4)
+    for name, role in (("sam", "trainee"), ("alex", "trainee"), ("kim", "trainee")):
+        users.add(name, "long-enough-password", role)
+    users.set_groups("sam", ["night-shift"])
+    users.set_groups("alex", ["night-shift", "team-b"])
+    made = _cli(svc, monkeypatch, "assign", "billing-error", "--group", "night-shift", "--json")
+    assert made.exit_code == 0, made.stdout
+    listed = json.loads(_cli(svc, monkeypatch, "assignments", "--json").stdout)["assignments"]
+    assert sorted(s["trainee"] for s in listed) == ["alex", "sam"]  # not kim
+    assert [s.trainee for s in svc.assignment_statuses(user="alex")] == ["alex"]
+    assert svc.assignment_statuses(user="kim") == []
+    nobody = _cli(svc, monkeypatch, "assign", "billing-error", "--group", "day-shift", "--json")
+    assert nobody.exit_code != 0 and "no user is in group 'day-shift'" in nobody.stdout
+    shown = _cli(svc, monkeypatch, "users", "list").stdout
+    assert "night-shift, team-b" in shown

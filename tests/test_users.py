@@ -52,7 +52,10 @@ def test_the_file_holds_a_bcrypt_hash_never_the_password(users):
     text = users.path.read_text()
     assert PASSWORD not in text
     [entry] = yaml.safe_load(text)["users"]
-    assert set(entry) == {"identifier", "password_hash", "role", "created_at"}
+    assert set(entry) == {"identifier", "password_hash", "role", "created_at"}  # no groups: none
+    users.set_groups("sam", ["night-shift", "night-shift"])
+    [entry] = yaml.safe_load(users.path.read_text())["users"]
+    assert entry["groups"] == ["night-shift"] and PASSWORD not in users.path.read_text()
     assert bcrypt.checkpw(PASSWORD.encode(), entry["password_hash"].encode())
 
 

@@ -70,6 +70,24 @@ def users_add(
     )
 
 
+@users_app.command("groups")
+def users_groups(
+    name: Annotated[str, typer.Argument(help="The login name.")],
+    groups: Annotated[
+        list[str] | None, typer.Argument(help="Its groups (none: clears them).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a user's groups (cohorts a trainer can assign a scenario to: assign --group G)."""
+    store = guard(_user_store, as_json)
+    user = guard(lambda: store.set_groups(name, groups or []), as_json)
+    if as_json:
+        print_json({"ok": True, "user": user.model_dump(mode="json")})
+        return
+    shown = ", ".join(user.groups) or "no groups"
+    console.print(line((user.identifier, "bold"), f": {shown}."), highlight=False)
+
+
 @users_app.command("passwd")
 def users_passwd(
     name: Annotated[str, typer.Argument(help="The login name.")],
@@ -110,10 +128,15 @@ def users_list(as_json: JsonFlag = False) -> None:
         )
         return
     table = Table(title=Text(f"Users ({store.path})"))
-    for column in ("user", "role", "created"):
+    for column in ("user", "role", "groups", "created"):
         table.add_column(column)
     for user in users:
-        table.add_row(line(user.identifier), line(user.role), f"{user.created_at:%Y-%m-%d %H:%M}")
+        table.add_row(
+            line(user.identifier),
+            line(user.role),
+            line(", ".join(user.groups) or "-"),
+            f"{user.created_at:%Y-%m-%d %H:%M}",
+        )
     console.print(table)
 
 
@@ -372,6 +395,9 @@ def assign(
     to: Annotated[
         list[str] | None, typer.Option("--to", "-t", help="A trainee (repeat for several).")
     ] = None,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="A group of users (repeatable).")
+    ] = None,
     everyone: Annotated[bool, typer.Option("--everyone", help="Every trainee.")] = False,
     difficulty: Annotated[str, typer.Option("--difficulty", "-d")] = "medium",
     pass_mark: Annotated[int, typer.Option("--pass-mark", "-p", min=0, max=100)] = 70,
@@ -381,14 +407,15 @@ def assign(
     """Set a scenario for trainees: a difficulty, a pass mark and a due day (end of that day)."""
 
     def run() -> list[Any]:
-        if bool(to) == everyone:
-            raise CoachbotError("say who: --to NAME (repeatable) or --everyone")
-        from bot.store.sessions import EVERY_TRAINEE
+        from bot.store.sessions import EVERY_TRAINEE, GROUP_PREFIX
 
+        targets = [*(to or []), *(f"{GROUP_PREFIX}{g}" for g in group or [])]
+        if bool(targets) == everyone:
+            raise CoachbotError("say who: --to NAME or --group G (repeatable), or --everyone")
         due_at = _utc_day(due) + timedelta(days=1) if due else None
         return [
             common.services().assign(name, scenario, difficulty, pass_mark, due_at, "cli")
-            for name in (to or [EVERY_TRAINEE])
+            for name in (targets or [EVERY_TRAINEE])
         ]
 
     made = guard(run, as_json)

@@ -167,7 +167,8 @@ class _AssignmentRow(_Base):
     __tablename__ = "coachbot_assignments"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    assignee: Mapped[str] = mapped_column(String(255), index=True)  # a user, or "*": every trainee
+    # a user, "group:NAME" (the users in that group) or "*" (every trainee)
+    assignee: Mapped[str] = mapped_column(String(255), index=True)
     scenario_id: Mapped[str] = mapped_column(String(255))
     difficulty: Mapped[str] = mapped_column(String(16))
     pass_mark: Mapped[int] = mapped_column(Integer)
@@ -193,6 +194,7 @@ class AssignmentRecord(BaseModel):
 
 
 EVERY_TRAINEE = "*"
+GROUP_PREFIX = "group:"  # an assignee "group:NAME" means every user in group NAME
 
 
 class ScenarioInfo(BaseModel):
@@ -867,14 +869,14 @@ class SessionStore:
 
         return self._write("the assignment", run)
 
-    def assignments(self, user: str | None = None) -> list[AssignmentRecord]:
-        """Assignments, due soonest first (no due date last): all, or those of ``user`` (their
-        own and those for every trainee)."""
+    def assignments(self, assignees: list[str] | None = None) -> list[AssignmentRecord]:
+        """Assignments, due soonest first (no due date last): all, or those set for any of
+        ``assignees`` (a user, their ``group:NAME`` targets and ``"*"``)."""
 
         def run(session: Session) -> list[AssignmentRecord]:
             query = select(_AssignmentRow)
-            if user is not None:
-                query = query.where(_AssignmentRow.assignee.in_([user, EVERY_TRAINEE]))
+            if assignees is not None:
+                query = query.where(_AssignmentRow.assignee.in_(assignees))
             rows = session.scalars(query.order_by(_AssignmentRow.created_at, _AssignmentRow.id))
             found = [_assignment(r) for r in rows]
             return sorted(found, key=lambda a: (a.due_at is None, a.due_at or a.created_at))

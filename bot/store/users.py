@@ -55,11 +55,17 @@ class UserEntry(BaseModel):
     password_hash: str
     role: Role
     created_at: datetime
+    groups: list[str] = Field(default_factory=list)  # cohorts a trainer can assign to at once
 
     @field_validator("identifier")
     @classmethod
     def _identifier(cls, value: str) -> str:
         return check_identifier(value)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        return [check_identifier(g) for g in value]
 
     @field_validator("password_hash")
     @classmethod
@@ -94,10 +100,16 @@ class UserInfo(BaseModel):
     identifier: str
     role: Role
     created_at: datetime
+    groups: list[str] = Field(default_factory=list)
 
 
 def _info(entry: UserEntry) -> UserInfo:
-    return UserInfo(identifier=entry.identifier, role=entry.role, created_at=entry.created_at)
+    return UserInfo(
+        identifier=entry.identifier,
+        role=entry.role,
+        created_at=entry.created_at,
+        groups=list(entry.groups),
+    )
 
 
 def check_identifier(value: str) -> str:
@@ -161,7 +173,7 @@ class UserStore:
     def _save(self, data: UsersFile) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(
-            {"users": [u.model_dump(mode="json") for u in data.users]},
+            {"users": [u.model_dump(mode="json", exclude_defaults=True) for u in data.users]},
             sort_keys=False,
             allow_unicode=True,
         )
@@ -243,6 +255,19 @@ class UserStore:
             if entry is None:
                 raise self._unknown(identifier)
             entry.password_hash = password_hash
+
+    def set_groups(self, identifier: str, groups: list[str]) -> UserInfo:
+        """Replace a user's groups (an empty list clears them)."""
+        try:
+            clean = sorted({check_identifier(g) for g in groups})
+        except ValueError as exc:
+            raise CoachbotError(f"invalid group name: {exc}") from exc
+        with self._locked() as data:
+            entry = self._find(data, identifier)
+            if entry is None:
+                raise self._unknown(identifier)
+            entry.groups = clean
+        return _info(entry)
 
     def remove(self, identifier: str) -> UserInfo:
         with self._locked() as data:

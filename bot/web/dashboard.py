@@ -82,7 +82,9 @@ def builder_problems_markdown(problems: dict[str, str]) -> str:
 
 
 ASSIGN = "assign"
-ASSIGN_USAGE = "assign SCENARIO to NAME|everyone [difficulty=medium] [pass=70] [due=YYYY-MM-DD]"
+ASSIGN_USAGE = (
+    "assign SCENARIO to NAME|group:G|everyone [difficulty=medium] [pass=70] [due=YYYY-MM-DD]"
+)
 
 
 def is_assign_request(text: str) -> bool:
