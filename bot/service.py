@@ -45,7 +45,12 @@ from bot.llm.queue import PositionCallback
 from bot.llm.tokens import count_tokens
 from bot.prompts import PromptLibrary
 from bot.roleplay.acts import ActCatalogue, load_acts
-from bot.roleplay.assignments import Assignment, AssignmentStatus, assignment_status
+from bot.roleplay.assignments import (
+    Assignment,
+    AssignmentStatus,
+    NewAssignment,
+    assignment_status,
+)
 from bot.roleplay.builder import QUESTIONS_FILE, build, scenario_yaml, slug
 from bot.roleplay.models import Hint, Transcript, Turn
 from bot.roleplay.progress import ProgressReport, attempt_from_scorecard, progress_report
@@ -297,17 +302,10 @@ class Services:
 
     # ------------------------------------------------------------------ assignments
 
-    def assign(
-        self,
-        assignee: str,
-        scenario_id: str,
-        difficulty: str,
-        pass_mark: int,
-        due_at: datetime | None = None,
-        created_by: str | None = None,
-    ) -> Assignment:
-        """Set a scenario for a trainee (or ``EVERY_TRAINEE``), checked against the scenarios
-        and, when logins are on, the users."""
+    def assign(self, wanted: NewAssignment) -> Assignment:
+        """Set a scenario for a trainee, a group or every trainee, checked against the
+        scenarios and, when logins are on, the users."""
+        scenario_id, difficulty, assignee = wanted.scenario_id, wanted.difficulty, wanted.assignee
         if scenario_id not in self.scenarios:
             known = ", ".join(sorted(self.scenarios))
             raise CoachbotError(f"no scenario {scenario_id!r}", hint=f"one of: {known}")
@@ -324,10 +322,7 @@ class Services:
             raise CoachbotError(
                 f"no user {assignee!r}", hint="see `coachbot users list`, or assign to everyone"
             )
-        record = self.store.add_assignment(
-            assignee=assignee, scenario_id=scenario_id, difficulty=difficulty,
-            pass_mark=pass_mark, due_at=due_at, created_by=created_by,
-        )  # fmt: skip
+        record = self.store.add_assignment(wanted)
         return Assignment.model_validate(record.model_dump())
 
     def assignment_statuses(self, user: str | None = None) -> list[AssignmentStatus]:

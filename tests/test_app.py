@@ -371,15 +371,21 @@ def test_trainer_profile_only_for_trainers():
     assert app.REVIEW in [p.name for p in asyncio.run(app.chat_profiles(trainer))]
 
 
-def test_trainer_lists_and_opens_a_trainee_session(services):
+def _practised_then_trainer(line: str) -> tuple[Any, Browser]:
+    """Tess practises one line and ends with a debrief; then Tom opens Review sessions."""
     trainee = Browser(app.PRACTICE, cl.User(identifier="tess", metadata={"role": "trainee"}))
     trainee.run(app.on_chat_start)
-    trainee.say("I'm so sorry your parcel arrived smashed, that must be really upsetting.")
+    trainee.say(line)
     trainee.run(app.on_end, cl.Action(name="end_debrief", payload={}))
-    run = cl_session_value(trainee, "practice")
-
     trainer = Browser(app.REVIEW, cl.User(identifier="tom", metadata={"role": "trainer"}))
     trainer.run(app.on_chat_start)
+    return cl_session_value(trainee, "practice"), trainer
+
+
+def test_trainer_lists_and_opens_a_trainee_session(services):
+    run, trainer = _practised_then_trainer(
+        "I'm so sorry your parcel arrived smashed, that must be really upsetting."
+    )
     table = trainer.texts()[-1]
     assert run.session_id[:8] in table and "tess" in table
     trainer.say(run.session_id[:8])
@@ -390,14 +396,7 @@ def test_trainer_lists_and_opens_a_trainee_session(services):
 
 
 def test_trainer_dashboard_shows_trend_heatmap_turns_and_csv(services):
-    trainee = Browser(app.PRACTICE, cl.User(identifier="tess", metadata={"role": "trainee"}))
-    trainee.run(app.on_chat_start)
-    trainee.say("Calm down, it's only a parcel.")
-    trainee.run(app.on_end, cl.Action(name="end_debrief", payload={}))
-    run = cl_session_value(trainee, "practice")
-
-    trainer = Browser(app.REVIEW, cl.User(identifier="tom", metadata={"role": "trainer"}))
-    trainer.run(app.on_chat_start)
+    run, trainer = _practised_then_trainer("Calm down, it's only a parcel.")
     assert "progress" in {a["name"] for a in trainer.of("action")}
     trainer.run(app.on_progress, cl.Action(name="progress", payload={}))
     board = trainer.texts()[-1]

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from bot.roleplay.assignments import NewAssignment
 from bot.store import schema
 from bot.store.sessions import SessionStore, _Base
 
@@ -43,7 +44,7 @@ def test_an_old_database_is_stamped_upgraded_and_keeps_its_sessions(tmp_path):
 def test_opening_an_up_to_date_database_again_changes_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 'twice.db'}"
     SessionStore(url).add_assignment(
-        assignee="sam", scenario_id="damaged-delivery", difficulty="easy", pass_mark=60
+        NewAssignment(assignee="sam", scenario_id="damaged-delivery", difficulty="easy")
     )
     again = SessionStore(url)
     assert [a.assignee for a in again.assignments()] == ["sam"]

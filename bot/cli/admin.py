@@ -412,11 +412,16 @@ def assign(
         targets = [*(to or []), *(f"{GROUP_PREFIX}{g}" for g in group or [])]
         if bool(targets) == everyone:
             raise CoachbotError("say who: --to NAME or --group G (repeatable), or --everyone")
+        from bot.roleplay.assignments import NewAssignment
+
         due_at = _utc_day(due) + timedelta(days=1) if due else None
         return [
-            common.services().assign(name, scenario, difficulty, pass_mark, due_at, "cli")
+            common.services().assign(
+                NewAssignment(assignee=name, scenario_id=scenario, difficulty=difficulty,
+                              pass_mark=pass_mark, due_at=due_at, created_by="cli")
+            )
             for name in (targets or [EVERY_TRAINEE])
-        ]
+        ]  # fmt: skip
 
     made = guard(run, as_json)
     if as_json:

@@ -9,11 +9,22 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bot.roleplay.progress import Attempt
 
 Status = Literal["not started", "attempted", "passed"]
+
+
+class NewAssignment(BaseModel):
+    """What a trainer sets: a scenario at a difficulty, a pass mark and an optional due time."""
+
+    assignee: str = Field(min_length=1)  # a user, "group:NAME" or "*": every trainee
+    scenario_id: str = Field(min_length=1)
+    difficulty: str = "medium"
+    pass_mark: int = Field(70, ge=0, le=100)
+    due_at: datetime | None = None  # the end of the due day
+    created_by: str | None = None
 
 
 class Assignment(BaseModel):

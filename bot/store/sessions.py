@@ -63,6 +63,7 @@ from sqlalchemy.types import TypeDecorator
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from bot.errors import CoachbotError, StorageError
+from bot.roleplay.assignments import NewAssignment
 from bot.store.journal import Write, WriteRefusedError
 from bot.store.schema import migrate
 
@@ -843,24 +844,9 @@ class SessionStore:
         return self._read("the scored practice sessions", run)
 
     # ---- assignments
-    def add_assignment(
-        self,
-        *,
-        assignee: str,
-        scenario_id: str,
-        difficulty: str,
-        pass_mark: int,
-        due_at: datetime | None = None,
-        created_by: str | None = None,
-    ) -> AssignmentRecord:
-        """Assign a scenario to ``assignee`` (a user, or ``"*"`` for every trainee)."""
-        if not 0 <= pass_mark <= 100:
-            raise CoachbotError(f"the pass mark must be 0 to 100, got {pass_mark}")
-        row = _AssignmentRow(
-            id=uuid.uuid4().hex, assignee=assignee, scenario_id=scenario_id,
-            difficulty=difficulty, pass_mark=pass_mark, due_at=due_at, created_by=created_by,
-            created_at=self._now(),
-        )  # fmt: skip
+    def add_assignment(self, wanted: NewAssignment) -> AssignmentRecord:
+        """Keep a new assignment (validated by the caller: see Services.assign)."""
+        row = _AssignmentRow(id=uuid.uuid4().hex, created_at=self._now(), **wanted.model_dump())
 
         def run(session: Session) -> AssignmentRecord:
             session.add(row)

@@ -870,7 +870,8 @@ async def on_try_scenario(action: cl.Action) -> None:
 async def _assign(text: str, trainer: str | None) -> None:
     svc = services()
     wanted = parse_assign(text)
-    made = await _in_thread(lambda: svc.assign(**wanted, created_by=trainer))
+    wanted = wanted.model_copy(update={"created_by": trainer})
+    made = await _in_thread(lambda: svc.assign(wanted))
     who = "every trainee" if made.assignee == EVERY_TRAINEE else made.assignee
     await cl.Message(
         content=md(

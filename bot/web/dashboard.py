@@ -11,7 +11,7 @@ from typing import Any
 from bot.errors import CoachbotError
 from bot.rendering import markdown_environment
 from bot.rendering import markdown_text as md
-from bot.roleplay.assignments import AssignmentStatus
+from bot.roleplay.assignments import AssignmentStatus, NewAssignment
 from bot.roleplay.progress import ProgressReport
 from bot.store.sessions import EVERY_TRAINEE
 from bot.web.mood_chart import TEMPLATES
@@ -92,9 +92,9 @@ def is_assign_request(text: str) -> bool:
     return bool(words) and words[0].lower() == ASSIGN
 
 
-def parse_assign(text: str) -> dict[str, Any]:
-    """``assign damaged-delivery to sam pass=70 due=2026-12-14`` as keyword arguments for
-    Services.assign (the due day's end is the deadline)."""
+def parse_assign(text: str) -> NewAssignment:
+    """``assign damaged-delivery to sam pass=70 due=2026-12-14`` as an assignment to set (the
+    due day's end is the deadline)."""
     words = text.strip().split()
     if len(words) < 4 or words[2].lower() != "to":
         raise CoachbotError("cannot read that assignment", hint=ASSIGN_USAGE)
@@ -102,9 +102,6 @@ def parse_assign(text: str) -> dict[str, Any]:
     wanted: dict[str, Any] = {
         "scenario_id": words[1],
         "assignee": EVERY_TRAINEE if who.lower() in ("everyone", "all") else who,
-        "difficulty": "medium",
-        "pass_mark": 70,
-        "due_at": None,
     }
     for word in words[4:]:
         key, _, value = word.partition("=")
@@ -116,7 +113,7 @@ def parse_assign(text: str) -> dict[str, Any]:
             wanted["due_at"] = _day("due", value) + timedelta(days=1)
         else:
             raise CoachbotError(f"cannot read {word!r}", hint=ASSIGN_USAGE)
-    return wanted
+    return NewAssignment(**wanted)
 
 
 def progress_markdown(

@@ -51,8 +51,12 @@ class AppServer(load.AppServer):
     Starting, waiting for HTTP and stopping are the load harness's (`bench/load.py`)."""
 
     def __init__(self, tmp: Path) -> None:
+        prompts = tmp / "prompts"  # the scenario builder writes here, never into the repo
+        if not prompts.exists():
+            shutil.copytree(PROJECT_ROOT / "prompts", prompts)
         env = {
             **os.environ,
+            "COACHBOT_PROMPTS_DIR": str(prompts),
             "COACHBOT_DATA_DIR": str(tmp / "data"),
             "COACHBOT_AUTH": "on",
             "PYTHONUNBUFFERED": "1",
@@ -262,6 +266,9 @@ def _build_a_scenario(trainer) -> str:
     saved = trainer.get_by_text(re.compile(r"^Saved “Lost luggage on a honeymoon” as ")).first
     saved.wait_for()
     shot(trainer, "12b-scenario-built")
+    assert not (
+        PROJECT_ROOT / "prompts" / "scenarios" / "lost-luggage-on-a-honeymoon.yaml"
+    ).exists()
     return "lost-luggage-on-a-honeymoon"
 
 
