@@ -147,8 +147,8 @@ def test_practice_brief_links_the_rubric_before_the_first_line(services):
     brief = next(m for m in browser.markdown() if m.startswith("**Practice:"))
     panel = next(e for e in browser.of("element") if e.get("name") == app.RUBRIC_NAME)
     assert panel["display"] == "side" and app.RUBRIC_NAME in brief
-    kept = browser.session.files[panel["chainlitKey"]]["path"]  # Chainlit serves it from a file
-    content = shown(kept.read_text("utf-8"))
+    assert panel["url"] == app.RUBRIC_URL  # served by its own route, not a file of this chat
+    content = shown(app.rubric_page())
     rubric = services.rubric()
     assert all(check.label in content for check in rubric.checks)
     assert "Out of 100: listening 35" in content and "Source: " in content
@@ -643,8 +643,10 @@ def test_startup_configures_login_and_history_once(
     assert {"users", "threads", "steps", "elements", "feedbacks"} <= tables
     added = [r for r in server.router.routes if r not in routes_before]
     # once, though started twice; ahead of Chainlit's own /login, /auth/config and page route
-    assert [r.path for r in added] == ["/auth/config", "/login", f"{URL_PREFIX}/{{name}}"]
-    assert server.router.routes[:3] == added
+    assert [r.path for r in added] == [
+        app.RUBRIC_URL, "/auth/config", "/login", f"{URL_PREFIX}/{{name}}"
+    ]  # fmt: skip
+    assert server.router.routes[:4] == added
     assert isinstance(code.data_layer(), SQLAlchemyDataLayer)
     assert warmed  # and the model, index and guidance are loaded in the background
 

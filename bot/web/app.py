@@ -166,6 +166,7 @@ def configure(settings: Settings) -> bool:
     install_log_redaction([settings.api_key])  # every log line, Chainlit's and uvicorn's too
     _configure_history(settings)
     _configure_login(settings)
+    _add_rubric_route()
     return True
 
 
@@ -198,6 +199,38 @@ def _configure_history(settings: Settings) -> None:
 def _reviewable(thread_id: str) -> bool:
     """Trainers may review a thread that is a saved session (for the kept-files route)."""
     return services().store.find_by_thread(thread_id) is not None
+
+
+RUBRIC_URL = "/coachbot/rubric"
+
+
+class _LinkedText(cl.Text):
+    """A side panel the browser reads from one of our routes: never kept as a file of the chat
+    (a chat closed while it starts, e.g. by a profile switch, deletes its files under a browser
+    about to fetch them) nor copied into the history's storage (the content is the route's)."""
+
+    async def send(self, for_id: str, persist: bool = True) -> None:
+        await super().send(for_id, persist=False)
+
+
+def rubric_page() -> str:
+    """The rubric the practice brief links (Markdown; the same for every trainee)."""
+    svc = services()
+    return rubric_markdown(svc.rubric(), svc.settings.knowledge_dir)
+
+
+def _add_rubric_route() -> None:
+    """Serve the rubric from Chainlit's server (ahead of its catch-all page route)."""
+    from chainlit.server import app as server
+    from starlette.responses import PlainTextResponse
+
+    async def serve_rubric() -> PlainTextResponse:
+        text = await asyncio.to_thread(rubric_page)
+        return PlainTextResponse(text, headers={"X-Content-Type-Options": "nosniff"})
+
+    server.add_api_route(RUBRIC_URL, serve_rubric, methods=["GET"])
+    routes = server.router.routes
+    routes.insert(0, routes.pop())
 
 
 def _configure_login(settings: Settings) -> None:
@@ -599,11 +632,7 @@ async def _start_practice(scenario_id: str | None = None, difficulty: str | None
     cl.user_session.set("scenario_id", chosen)
     cl.user_session.set("difficulty", level)
     scenario = run.scenario
-    rubric_panel = cl.Text(
-        name=RUBRIC_NAME,
-        content=rubric_markdown(svc.rubric(), svc.settings.knowledge_dir),
-        display="side",
-    )
+    rubric_panel = _LinkedText(name=RUBRIC_NAME, url=RUBRIC_URL, display="side")
     await cl.Message(
         content=practice_brief_markdown(scenario, level), author="coachbot", elements=[rubric_panel]
     ).send()

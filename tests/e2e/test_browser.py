@@ -170,6 +170,16 @@ def test_login_and_practice_flow(page, app_url):
     shot(page, "05-debrief")
 
 
+def _open_review(trainer) -> None:
+    """Switch a trainer's chat to the Review sessions profile."""
+    trainer.locator("#chat-profiles").click()
+    trainer.get_by_text("Review sessions").last.click()
+    confirm = trainer.locator("#confirm")
+    if confirm.count():
+        confirm.click()
+    trainer.get_by_role("button", name="Progress").last.wait_for(timeout=REPLY_TIMEOUT_MS)
+
+
 def _logged_in(browser, app_url: str, user: str):
     """A new browser context, logged in as ``user`` (its default profile opens)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -187,11 +197,7 @@ def test_trainer_dashboard_assignment_and_the_trainee_sees_it(page, app_url):
     trend and the heatmap, exports a CSV and assigns a scenario that tess then sees first."""
     context, trainer = _logged_in(page.context.browser, app_url, TRAINER)
     try:
-        trainer.locator("#chat-profiles").click()
-        trainer.get_by_text("Review sessions").last.click()
-        confirm = trainer.locator("#confirm")
-        if confirm.count():
-            confirm.click()
+        _open_review(trainer)
         trainer.get_by_role("button", name="Progress").last.click()
         trainer.get_by_text("Triggers used").first.wait_for(timeout=REPLY_TIMEOUT_MS)
         assert trainer.get_by_text(re.compile(r"1 scored practice session")).count() >= 1
@@ -224,6 +230,8 @@ def test_trainer_dashboard_assignment_and_the_trainee_sees_it(page, app_url):
             timeout=REPLY_TIMEOUT_MS,
         )
         shot(trainee, "14-trainee-plays-the-new-scenario")
+        trainee.get_by_role("button", name="End and debrief").last.click()  # completes it
+        trainee.get_by_text("What you did").first.wait_for(timeout=REPLY_TIMEOUT_MS)
     finally:
         context.close()
 
@@ -335,12 +343,13 @@ def test_sessions_survive_a_restart_in_the_history(page, server):
     except Exception:
         page.locator("#sidebar-trigger-button").click()
         history.wait_for()
+    # The first practice's thread (the trainer test adds a later one of Tess's).
     page.wait_for_function(
-        "() => document.querySelector('#thread-history').innerText.includes('so sorry')",
+        "() => document.querySelector('#thread-history').innerText.includes('so sorry this')",
         timeout=30_000,
     )
     shot(page, "09-history")
-    history.get_by_text("so sorry").first.click()
+    history.get_by_text("so sorry this").first.click()
     # The saved thread opens with its messages: the trainee's line and the debrief.
     page.get_by_text(re.compile(r"Debrief: \d+/100")).first.wait_for()
     page.get_by_text("Tell me more").first.wait_for()
