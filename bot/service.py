@@ -53,8 +53,18 @@ from bot.roleplay.assignments import (
 )
 from bot.roleplay.builder import QUESTIONS_FILE, build, scenario_yaml, slug
 from bot.roleplay.models import Hint, Transcript, Turn
-from bot.roleplay.progress import ProgressReport, attempt_from_scorecard, progress_report
-from bot.roleplay.scenarios import Difficulty, Scenario, load_scenarios
+from bot.roleplay.progress import (
+    Attempt,
+    ProgressReport,
+    attempt_from_scorecard,
+    progress_report,
+)
+from bot.roleplay.scenarios import (
+    DIFFICULTIES,
+    Scenario,
+    load_scenarios,
+    require_difficulty,
+)
 from bot.roleplay.scoring import Rubric, Scorecard, check_labels, rubric, score_transcript
 from bot.roleplay.simulator import CustomerSimulator
 from bot.roleplay.voice import (
@@ -81,7 +91,6 @@ MODEL_FAILED = (
     "The model did not answer — {reason} — so the customer's line is a trainer-written one. "
     "Carry on: your session is intact."
 )
-DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
 NO_LOGIN = "(no login)"  # the trainee of a session saved without a login (the CLI)
 SAVE_FAILED = (
     "Saving to the database failed; this session is kept on this server and will be saved when "
@@ -274,9 +283,14 @@ class Services:
     def progress(self, **filters: Any) -> ProgressReport:
         """Trainees' progress over scored practice sessions (``filters``: user, scenario_id,
         difficulty, since, until; see :meth:`SessionStore.scored_practice`)."""
-        records = self.store.scored_practice(**filters)
+        attempts, unreadable = self._attempts(**filters)
+        report = progress_report(attempts, check_labels(self._catalogue()))
+        return report.model_copy(update={"unreadable": unreadable})
+
+    def _attempts(self, **filters: Any) -> tuple[list[Attempt], int]:
+        """The scored practice sessions as attempts, and how many could not be read."""
         attempts, unreadable = [], 0
-        for record in records:
+        for record in self.store.scored_practice(**filters):
             try:
                 card = record.scorecard()
                 transcript = record.transcript()
@@ -297,8 +311,7 @@ class Services:
                     scenario_version=transcript.scenario_version if transcript else None,
                 )
             )
-        report = progress_report(attempts, check_labels(self._catalogue()))
-        return report.model_copy(update={"unreadable": unreadable})
+        return attempts, unreadable
 
     # ------------------------------------------------------------------ assignments
 
@@ -309,8 +322,7 @@ class Services:
         if scenario_id not in self.scenarios:
             known = ", ".join(sorted(self.scenarios))
             raise CoachbotError(f"no scenario {scenario_id!r}", hint=f"one of: {known}")
-        if difficulty not in DIFFICULTIES:
-            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
+        require_difficulty(difficulty)
         users = UserStore(self.settings.users_path)
         if assignee.startswith(GROUP_PREFIX):
             group = assignee.removeprefix(GROUP_PREFIX)
@@ -338,7 +350,7 @@ class Services:
             records = self.store.assignments(targets)
         if not records:
             return []
-        attempts = self.progress(user=user).attempts
+        attempts, _ = self._attempts(user=user)  # no heatmap needed here
         now = datetime.now(UTC)
         statuses = []
         for record in records:

@@ -8,7 +8,7 @@ Names, transcripts, answers and comments are stored text: they are printed verba
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -321,10 +321,6 @@ def sessions_show(
 # --------------------------------------------------------------------------- progress report
 
 
-def _utc_day(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
-
-
 DayOption = typer.Option(formats=["%Y-%m-%d"], help="A day, YYYY-MM-DD (UTC).")
 
 
@@ -342,15 +338,15 @@ def report(
     """Trainees' progress: sessions, first versus best score, trend, hints, most-missed checks."""
 
     def run() -> Any:
-        if difficulty is not None and difficulty not in ("easy", "medium", "hard"):
-            raise CoachbotError(f"unknown difficulty {difficulty!r}", hint="easy, medium or hard")
-        end = _utc_day(until)
+        from bot.roleplay.assignments import end_of_day
+        from bot.roleplay.scenarios import require_difficulty
+
         return common.services().progress(
             user=user,
             scenario_id=scenario,
-            difficulty=difficulty,
-            since=_utc_day(since),
-            until=end + timedelta(days=1) if end else None,  # --until is inclusive
+            difficulty=require_difficulty(difficulty) if difficulty is not None else None,
+            since=since.replace(tzinfo=UTC) if since else None,
+            until=end_of_day(until) if until else None,  # --until is inclusive
         )
 
     found = guard(run, as_json)
@@ -412,9 +408,9 @@ def assign(
         targets = [*(to or []), *(f"{GROUP_PREFIX}{g}" for g in group or [])]
         if bool(targets) == everyone:
             raise CoachbotError("say who: --to NAME or --group G (repeatable), or --everyone")
-        from bot.roleplay.assignments import NewAssignment
+        from bot.roleplay.assignments import NewAssignment, end_of_day
 
-        due_at = _utc_day(due) + timedelta(days=1) if due else None
+        due_at = end_of_day(due) if due else None
         return [
             common.services().assign(
                 NewAssignment(assignee=name, scenario_id=scenario, difficulty=difficulty,
@@ -454,12 +450,14 @@ def assignments(
     if not found:
         console.print("No assignments.")
         return
+    from bot.roleplay.assignments import day_of
+
     table = Table(title="Assignments", box=None, header_style="bold underline", padding=(0, 1))
     for column in ("id", "trainee", "scenario", "difficulty", "pass", "due", "status", "best"):
         table.add_column(column, overflow="fold")
     for s in found:
         a = s.assignment
-        due_text = f"{a.due_at - timedelta(seconds=1):%Y-%m-%d}" if a.due_at else "-"
+        due_text = day_of(a.due_at) if a.due_at else "-"
         status = s.status + (", overdue" if s.overdue else "")
         best = "-" if s.best_score is None else str(s.best_score)
         cells = (a.id[:8], s.trainee, a.scenario_id, a.difficulty, str(a.pass_mark), due_text,

@@ -6,7 +6,7 @@ Pure: the caller passes the assignments and the trainees' scored attempts."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -14,6 +14,17 @@ from pydantic import BaseModel, Field
 from bot.roleplay.progress import Attempt
 
 Status = Literal["not started", "attempted", "passed"]
+
+
+def end_of_day(day: datetime) -> datetime:
+    """The instant a UTC day ends (the next midnight): a due day's deadline, an inclusive
+    "until" day's bound."""
+    return day.replace(tzinfo=UTC) + timedelta(days=1)
+
+
+def day_of(end: datetime) -> str:
+    """The day (YYYY-MM-DD) that :func:`end_of_day` ends."""
+    return f"{end - timedelta(seconds=1):%Y-%m-%d}"
 
 
 class NewAssignment(BaseModel):

@@ -15,10 +15,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from bot.datafiles import load_yaml_model
-from bot.errors import DataValidationError
+from bot.errors import CoachbotError, DataValidationError
 
 Difficulty = Literal["easy", "medium", "hard"]
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
+
+
+def require_difficulty(value: str) -> Difficulty:
+    """``value`` if it names a difficulty, else a CoachbotError that lists them."""
+    if value not in DIFFICULTIES:
+        raise CoachbotError(f"unknown difficulty {value!r}", hint="easy, medium or hard")
+    return value  # type: ignore[return-value]
+
+
 Beat = Literal[
     "gripe",
     "escalate",

@@ -5,14 +5,15 @@ Only parsing and presentation: the report comes from ``Services.progress``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.errors import CoachbotError
 from bot.rendering import markdown_environment
 from bot.rendering import markdown_text as md
-from bot.roleplay.assignments import AssignmentStatus, NewAssignment
+from bot.roleplay.assignments import AssignmentStatus, NewAssignment, day_of, end_of_day
 from bot.roleplay.progress import ProgressReport
+from bot.roleplay.scenarios import require_difficulty
 from bot.store.sessions import EVERY_TRAINEE
 from bot.web.mood_chart import TEMPLATES
 
@@ -49,13 +50,11 @@ def parse_filters(text: str) -> dict[str, Any]:
                 f"cannot read the filter {word!r}",
                 hint="use trainee=, scenario=, difficulty=, since= or until= (since=2026-12-01)",
             )
-        if name == "difficulty" and value not in ("easy", "medium", "hard"):
-            raise CoachbotError(f"unknown difficulty {value!r}", hint="easy, medium or hard")
-        filters[name] = value
+        filters[name] = require_difficulty(value) if name == "difficulty" else value
     if "since" in filters:
         filters["since"] = _day("since", filters["since"])
     if "until" in filters:
-        filters["until"] = _day("until", filters["until"]) + timedelta(days=1)
+        filters["until"] = end_of_day(_day("until", filters["until"]))
     return filters
 
 
@@ -64,7 +63,7 @@ def _described(filters: dict[str, Any]) -> str:
     if "since" in filters:
         shown["since"] = f"{filters['since']:%Y-%m-%d}"
     if "until" in filters:
-        shown["until"] = f"{filters['until'] - timedelta(days=1):%Y-%m-%d}"
+        shown["until"] = day_of(filters["until"])
     return ", ".join(f"{k.replace('_id', '')} {v}" for k, v in shown.items())
 
 
@@ -110,7 +109,7 @@ def parse_assign(text: str) -> NewAssignment:
         elif key == "pass" and value.isdigit() and int(value) <= 100:
             wanted["pass_mark"] = int(value)
         elif key == "due":
-            wanted["due_at"] = _day("due", value) + timedelta(days=1)
+            wanted["due_at"] = end_of_day(_day("due", value))
         else:
             raise CoachbotError(f"cannot read {word!r}", hint=ASSIGN_USAGE)
     return NewAssignment(**wanted)
@@ -126,7 +125,7 @@ def progress_markdown(
             report=report,
             filters=_described(filters),
             statuses=statuses or [],
-            due=lambda d: f"{d - timedelta(seconds=1):%Y-%m-%d}",
+            due=day_of,
             triggers=_most_missed(report, "avoid"),
             moves=_most_missed(report, "do"),
         )

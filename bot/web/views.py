@@ -9,7 +9,6 @@ caller.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from bot.coach.models import Citation, CoachAnswer
 from bot.rendering import MarkdownSafe, display_text, markdown_environment
 from bot.rendering import markdown_text as md
-from bot.roleplay.assignments import AssignmentStatus
+from bot.roleplay.assignments import AssignmentStatus, day_of
 from bot.roleplay.models import Hint, Transcript
 from bot.roleplay.scenarios import Scenario
 from bot.roleplay.scoring import Rubric, Scorecard
@@ -72,15 +71,10 @@ def rubric_markdown(card: Rubric, knowledge_dir: Path) -> str:
     )
 
 
-def due_day(due_at: datetime) -> str:
-    """The day an assignment is due: its deadline is the end of that day (UTC)."""
-    return f"{due_at - timedelta(seconds=1):%Y-%m-%d}"
-
-
 def assignments_markdown(statuses: list[AssignmentStatus], titles: dict[str, str]) -> str:
     """A trainee's open assignments (``titles``: scenario titles by id)."""
     template = _env.get_template("assignments.md.j2")
-    return template.render(statuses=statuses, titles=titles, due=due_day).strip()
+    return template.render(statuses=statuses, titles=titles, due=day_of).strip()
 
 
 def coach_answer_markdown(answer: CoachAnswer) -> str:
