@@ -334,8 +334,7 @@ class Services:
             raise CoachbotError(
                 f"no user {assignee!r}", hint="see `coachbot users list`, or assign to everyone"
             )
-        record = self.store.add_assignment(wanted)
-        return Assignment.model_validate(record.model_dump())
+        return self.store.add_assignment(wanted)
 
     def assignment_statuses(self, user: str | None = None) -> list[AssignmentStatus]:
         """Each trainee's standing on each assignment (``user``: only theirs), due soonest
@@ -343,18 +342,17 @@ class Services:
         each who has practised when logins are off."""
         users = UserStore(self.settings.users_path).list()
         if user is None:
-            records = self.store.assignments()
+            assignments = self.store.assignments()
         else:
             groups = next((u.groups for u in users if u.identifier == user), [])
             targets = [user, EVERY_TRAINEE, *(f"{GROUP_PREFIX}{g}" for g in groups)]
-            records = self.store.assignments(targets)
-        if not records:
+            assignments = self.store.assignments(targets)
+        if not assignments:
             return []
         attempts, _ = self._attempts(user=user)  # no heatmap needed here
         now = datetime.now(UTC)
         statuses = []
-        for record in records:
-            assignment = Assignment.model_validate(record.model_dump())
+        for assignment in assignments:
             who = [user] if user else self._assignees(assignment.assignee, users, attempts)
             statuses += [assignment_status(assignment, t, attempts, now) for t in who]
         return statuses

@@ -45,6 +45,7 @@ class Assignment(BaseModel):
     difficulty: str
     pass_mark: int
     due_at: datetime | None = None
+    created_by: str | None = None
     created_at: datetime
 
 

@@ -63,7 +63,7 @@ from sqlalchemy.types import TypeDecorator
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from bot.errors import CoachbotError, StorageError
-from bot.roleplay.assignments import NewAssignment
+from bot.roleplay.assignments import Assignment, NewAssignment
 from bot.store.journal import Write, WriteRefusedError
 from bot.store.schema import migrate
 
@@ -181,19 +181,6 @@ class _AssignmentRow(_Base):
 # --------------------------------------------------------------------------- public models
 
 
-class AssignmentRecord(BaseModel):
-    """A scenario a trainer set for a trainee (or every trainee: ``assignee == "*"``)."""
-
-    id: str
-    assignee: str
-    scenario_id: str
-    difficulty: str
-    pass_mark: int
-    due_at: datetime | None
-    created_by: str | None
-    created_at: datetime
-
-
 EVERY_TRAINEE = "*"
 GROUP_PREFIX = "group:"  # an assignee "group:NAME" means every user in group NAME
 
@@ -286,8 +273,8 @@ def _summary(row: _SessionRow, up: int = 0, down: int = 0) -> SessionSummary:
     )
 
 
-def _assignment(row: _AssignmentRow) -> AssignmentRecord:
-    return AssignmentRecord.model_validate(row, from_attributes=True)
+def _assignment(row: _AssignmentRow) -> Assignment:
+    return Assignment.model_validate(row, from_attributes=True)
 
 
 def _feedback(row: _FeedbackRow) -> FeedbackRecord:
@@ -844,22 +831,22 @@ class SessionStore:
         return self._read("the scored practice sessions", run)
 
     # ---- assignments
-    def add_assignment(self, wanted: NewAssignment) -> AssignmentRecord:
+    def add_assignment(self, wanted: NewAssignment) -> Assignment:
         """Keep a new assignment (validated by the caller: see Services.assign)."""
         row = _AssignmentRow(id=uuid.uuid4().hex, created_at=self._now(), **wanted.model_dump())
 
-        def run(session: Session) -> AssignmentRecord:
+        def run(session: Session) -> Assignment:
             session.add(row)
             session.flush()
             return _assignment(row)
 
         return self._write("the assignment", run)
 
-    def assignments(self, assignees: list[str] | None = None) -> list[AssignmentRecord]:
+    def assignments(self, assignees: list[str] | None = None) -> list[Assignment]:
         """Assignments, due soonest first (no due date last): all, or those set for any of
         ``assignees`` (a user, their ``group:NAME`` targets and ``"*"``)."""
 
-        def run(session: Session) -> list[AssignmentRecord]:
+        def run(session: Session) -> list[Assignment]:
             query = select(_AssignmentRow)
             if assignees is not None:
                 query = query.where(_AssignmentRow.assignee.in_(assignees))
