@@ -95,6 +95,18 @@ class Settings(BaseSettings):
         description="no model attempt at a customer line starts once the trainee has waited "
         "this long, in the queue included (the trainer-written line instead); unset: no limit",
     )
+    customer_grammar: bool = Field(
+        True,
+        validation_alias="COACHBOT_CUSTOMER_GRAMMAR",
+        description="the embedded model words customer lines under prompts/customer_line.gbnf "
+        "(no quotes, labels or stage directions can be sampled)",
+    )
+    customer_reply: Literal["rewrite", "opener"] = Field(
+        "opener",
+        validation_alias="COACHBOT_CUSTOMER_REPLY",
+        description="how the model words a customer line from the trainer line chosen for it: "
+        "rewrite it whole, or write only an opening reaction before it",
+    )
     max_trainees: int | None = Field(
         None,
         ge=1,

@@ -101,6 +101,8 @@ SAVE_REFUSED = (
     "server's dead-letter file. Carry on: the rest is saved as usual."
 )
 
+GRAMMAR_FILE = "customer_line.gbnf"  # the customer line grammar, in prompts/
+
 
 class Services:
     """Process-wide resources, built on first use (thread-safe).
@@ -420,7 +422,18 @@ class Services:
             retry_window_s=self.settings.customer_retry_window_s if model is None else None,
             line_sent_at=self._line_sent_at() if model is None else None,
             voice=self.voice_check,
+            line_grammar=self._customer_grammar(model or self.customer_model),
+            reply_mode=self.settings.customer_reply,
         )
+
+    def _customer_grammar(self, model: BaseChatModel) -> str | None:
+        """prompts/customer_line.gbnf for the embedded model (llama.cpp samples under it; an
+        API model is never sent one: OpenAI rejects the field), unless turned off."""
+        from bot.llm.local_chat import LocalChatModel
+
+        if not self.settings.customer_grammar or not isinstance(model, LocalChatModel):
+            return None
+        return self.prompts.source(GRAMMAR_FILE) or None
 
     @cached_property
     def voice_check(self) -> Callable[[str], bool] | None:

@@ -126,3 +126,38 @@ def test_real_model_is_shared_and_concurrent_calls_queue():
     for t in threads:
         t.join(timeout=120)
     assert not errors and len(results) == 3 and all(r.strip() for r in results)
+
+
+def test_a_grammar_given_as_text_reaches_llama_cpp_compiled():
+    from llama_cpp import LlamaGrammar
+
+    model = LocalChatModel(model_path="unused.gguf")  # nothing is loaded before a call
+    params = model._params(None, {"grammar": 'root ::= "yes" | "no"'})
+    assert isinstance(params["grammar"], LlamaGrammar)
+    assert "grammar" not in model._params(None, {})
+
+
+def test_the_customer_grammar_goes_to_the_embedded_model_only(tmp_path):
+    from bot.config import PROJECT_ROOT
+    from bot.service import GRAMMAR_FILE, Services
+    from tests.conftest import make_settings
+
+    services = Services(make_settings(tmp_path))
+    shipped = (PROJECT_ROOT / "prompts" / GRAMMAR_FILE).read_text(encoding="utf-8")
+    assert services._customer_grammar(LocalChatModel(model_path="unused.gguf")) == shipped
+    assert services._customer_grammar(FakeListChatModel(responses=["x"])) is None
+    off = Services(make_settings(tmp_path, customer_grammar=False))
+    assert off._customer_grammar(LocalChatModel(model_path="unused.gguf")) is None
+
+
+@pytest.mark.integration
+def test_the_shipped_customer_grammar_parses_and_rules_out_quotes_and_labels():
+    from bot.config import PROJECT_ROOT
+    from bot.service import GRAMMAR_FILE
+
+    grammar = (PROJECT_ROOT / "prompts" / GRAMMAR_FILE).read_text(encoding="utf-8")
+    model = make_chat_model(Settings(_env_file=None, max_tokens=40, temperature=0.0), seed=3)
+    ask = [HumanMessage('Write a line of a play: Joan: "I want my money back!" (she shouts)')]
+    text = "".join(str(p.content) for p in model.stream(ask, grammar=grammar))
+    assert len(text.split()) >= 3
+    assert not set(text) & set('\n"“”*()[]:'), text

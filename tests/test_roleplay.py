@@ -20,7 +20,7 @@ from bot.cli import main as cli
 from bot.config import PROJECT_ROOT
 from bot.errors import DataValidationError
 from bot.roleplay.acts import load_acts
-from bot.roleplay.lines import clean_customer_line
+from bot.roleplay.lines import clean_customer_line, join_opener, opener_problem
 from bot.roleplay.models import Transcript
 from bot.roleplay.scenarios import load_scenario, load_scenarios
 from bot.roleplay.scoring import format_rubric, format_scorecard, rubric, score_transcript
@@ -285,15 +285,17 @@ def test_a_line_that_waited_out_its_window_in_the_queue_gets_the_trainer_line_at
     assert model.calls == 0 and turn.fallback_used and turn.customer
 
 
-def test_a_factual_question_gets_the_scenario_fact_without_a_model_call(scenarios, engine):
-    model = CountingFake(responses=["I want this sorted today, the parcel came smashed."])
+@pytest.mark.parametrize(("mode", "calls"), [("rewrite", 0), ("opener", 1)])
+def test_a_factual_question_gets_the_scenario_fact_in_its_own_words(scenarios, engine, mode, calls):
+    opener = "Oh, for heaven's sake, again?"
+    model = CountingFake(responses=[opener])
     acts = load_acts(PROJECT_ROOT / "knowledge" / "trainee_acts.yaml")
-    sim = CustomerSimulator(
-        scenarios["billing-error"], model, engine, "medium", 1, prompts=PROMPTS, acts=acts
-    )
+    sim = CustomerSimulator(scenarios["billing-error"], model, engine, "medium", 1,
+                            prompts=PROMPTS, acts=acts, reply_mode=mode)  # fmt: skip
     turn = sim.respond("Can I take your account number, please?")
     assert turn.beat == "answer_fact" and "4471" in turn.customer
-    assert model.calls == 0 and turn.attempts == 0
+    assert model.calls == calls and turn.attempts == calls
+    assert turn.customer.startswith(opener) == (mode == "opener")
 
 
 def test_off_script_lines_to_the_grader_earn_nothing(scenarios, engine):
@@ -599,8 +601,9 @@ def test_a_line_the_customer_already_said_is_not_used_again(scenarios, engine):
     sim = sim_for(scenarios, engine, model=fake_model([line]))
     first = sim.respond("I see, go on.")
     second = sim.respond("Tell me more about what happened.")
-    assert first.customer == line
-    assert second.customer != line and second.fallback_used
+    assert first.customer.startswith(line)  # the opener, then the trainer line
+    assert not second.customer.startswith(line) and second.fallback_used
+    assert {r.problem for r in second.rejected} == {"repeats an earlier line"}
 
 
 class BrokenModel(FakeListChatModel):
@@ -622,3 +625,109 @@ def test_model_failure_mid_reply_uses_a_fallback_and_the_session_goes_on(scenari
     sim.model = fake_model()
     second = sim.respond("Tell me more about what happened.")
     assert second.index == 2 and second.model_error is None and not sim.finished
+
+
+# ----------------------------------------------------------------- the model rewords a bank line
+
+
+class PromptRecordingFake(CountingFake):
+    """A counting fake that keeps each call's last prompt and its extra arguments."""
+
+    prompts: list[str] = []  # noqa: RUF012 - one instance per test
+    extras: list[dict] = []  # noqa: RUF012
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[override]
+        self.prompts.append(str(messages[-1].content))
+        self.extras.append(dict(kwargs))
+        yield from super()._stream(messages, stop, run_manager, **kwargs)
+
+
+def recording_fake(line: str) -> PromptRecordingFake:
+    return PromptRecordingFake(responses=[line], prompts=[], extras=[])
+
+
+def test_the_model_adapts_the_trainer_line_that_is_shown_if_it_fails(scenarios, engine):
+    model = recording_fake("(Margaret sighs) Fine.")  # fails the checks every time
+    sim = sim_for(scenarios, engine, model=model)
+    turn = sim.respond("Calm down.")
+    assert turn.fallback_used and turn.unadapted
+    assert turn.customer == turn.draft and turn.draft in sim.scenario.fallback_lines.escalate
+    # the model reacts without seeing the line (shown it, the embedded model copied it)
+    assert not any(turn.draft in prompt for prompt in model.prompts) and model.calls == 3
+    joined = f"(Margaret sighs) Fine. {turn.draft}"  # the opener before the trainer line
+    assert [(r.line, r.problem) for r in turn.rejected] == [
+        (joined, "narration or stage directions")
+    ] * 3
+
+
+def test_the_models_opener_goes_before_the_trainer_line_and_counts_as_adapted(scenarios, engine):
+    opener = "Calm down? I taught for twenty-two years and I am perfectly calm"
+    sim = sim_for(scenarios, engine, model=recording_fake(opener))
+    turn = sim.respond("Calm down.")
+    assert turn.customer == f"{opener}. {turn.draft}"
+    assert not turn.fallback_used and not turn.unadapted and turn.rejected == []
+
+
+def test_in_rewrite_mode_the_models_line_replaces_the_trainer_line(scenarios, engine):
+    line = "Calm down? I was a teacher for twenty-two years and I am perfectly calm, thank you."
+    model = recording_fake(line)
+    sim = CustomerSimulator(scenarios["damaged-delivery"], model, engine, "medium", 1,
+                            prompts=PROMPTS, reply_mode="rewrite")  # fmt: skip
+    turn = sim.respond("Calm down.")
+    assert turn.customer == line and not turn.unadapted
+    assert turn.draft in model.prompts[0]
+
+
+@pytest.mark.parametrize(
+    ("opener", "draft", "joined"),
+    [
+        ("Goodbye, mate.", "Goodbye, mate. Enjoy your rules.", ""),
+        ("Yes", "Yes, an engraved replacement works.", ""),
+        ("Oh, brilliant. Yes,", "Yes, that works.", "Oh, brilliant. Yes, that works."),
+        ("Honestly", "I want it today.", "Honestly. I want it today."),
+        ("Right, so", "I want it today.", "Right, so. I want it today."),
+    ],
+)
+def test_an_opener_says_the_trainer_lines_first_words_once(opener, draft, joined):
+    assert join_opener(opener, draft) == joined
+
+
+@pytest.mark.parametrize(
+    ("opener", "earlier", "problem"),
+    [
+        ("", [], "adds nothing to the trainer line"),
+        ("The coat's never been worn.", [], "repeats the trainer line"),
+        ("I'm frustrated.", ["i'm FRUSTRATED"], "repeats an earlier line"),
+        ("Don't you dare.", ["I'm frustrated."], None),
+    ],
+)
+def test_an_opener_must_add_something_new(opener, earlier, problem):
+    draft = "The coat's never been worn, the tags are still on it."
+    assert opener_problem(opener, draft, earlier) == problem
+
+
+def test_a_model_line_that_gives_the_trainer_line_back_unchanged_is_unadapted(scenarios, engine):
+    sim = sim_for(scenarios, engine)
+    draft = sim.scenario.fallback_lines.escalate[0]
+    turn = sim.respond("Calm down.").model_copy(update={"customer": draft.upper(), "draft": draft})
+    assert turn.unadapted and not turn.fallback_used
+
+
+def test_the_trainer_line_chosen_is_the_one_closest_to_what_the_trainee_said(scenarios, engine):
+    sim = sim_for(scenarios, engine, model=recording_fake("(Margaret sighs) Fine."))
+    calm = sim.respond("Please calm down, madam.")
+    assert "calm down" in calm.draft
+    sim = sim_for(scenarios, engine, model=recording_fake("(Margaret sighs) Fine."))
+    transfer = sim.respond("I'll have to pass you to another department for that.")
+    assert "department" in transfer.draft
+
+
+def test_a_line_grammar_reaches_the_model_only_when_one_is_set(scenarios, engine):
+    grammar = 'root ::= [a-z ]+ "."'
+    for line_grammar, expected in ((grammar, grammar), (None, None)):
+        model = recording_fake("I want this sorted today, the parcel came smashed and wet.")
+        CustomerSimulator(
+            scenarios["damaged-delivery"], model, engine, "medium", 1, prompts=PROMPTS,
+            line_grammar=line_grammar,
+        ).respond("That sounds awful. What happened?")  # fmt: skip
+        assert model.extras[0].get("grammar") == expected

@@ -214,6 +214,11 @@ class LocalChatModel(BaseChatModel):
         seed = kwargs.pop("seed", self.seed)
         if seed is not None:
             params["seed"] = seed
+        grammar = kwargs.pop("grammar", None)  # GBNF text: only what it allows is sampled
+        if grammar:
+            from llama_cpp import LlamaGrammar
+
+            params["grammar"] = LlamaGrammar.from_string(grammar, verbose=False)
         return params
 
     def _stream(

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.datafiles import read_yaml, validate_model
+from bot.roleplay.models import Turn
 from bot.roleplay.simulator import CustomerSimulator
 
 Effect = Literal["calms", "neutral", "escalates"]
@@ -69,6 +70,7 @@ class LineResult:
     beat: str
     customer: str
     problem: str = ""  # what went wrong, if anything
+    turn: Turn | None = None  # the whole turn (attempts, rejected lines, timing)
 
 
 @dataclass
@@ -113,7 +115,7 @@ def play_labelled(
             named = _names_offer(turn.customer, sim.state.offered_terms, sim)
             report.lines.append(LineResult(
                 script.id, line.text, line.effect, turn.state.anger - before, turn.beat,
-                turn.customer, _problem(line, turn.state.anger - before, turn.beat, named),
+                turn.customer, _problem(line, turn.state.anger - before, turn.beat, named), turn,
             ))  # fmt: skip
         outcome = sim.end().outcome or "ended"
         report.outcomes[script.id] = outcome

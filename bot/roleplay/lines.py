@@ -32,7 +32,8 @@ _ECHO = re.compile(
 # What the model was told about the task, said back ("my instructions", "stay in character"),
 # or the transcript's labels used as a name ("I need to clarify, Agent.").
 _META = re.compile(
-    r",\s*agent\b|\b(system prompt|my (instructions|prompt|programming|persona)|stage directions?|"
+    r",\s*agent\b|^\W*(the )?agent\b|"
+    r"\b(system prompt|my (instructions|prompt|programming|persona)|stage directions?|"
     r"name label|i was (told|instructed|programmed|prompted|asked) to (write|play|be|act|say|"
     r"pretend)|(stay|staying|stays|break|breaking|in|out of) character|persona|role-?play|"
     r"hidden issue|(my|this|the) scenario)\b",
@@ -124,6 +125,11 @@ class LineChecker:
         """Why ``text`` is not in the customer's voice (the form and voice checks alone)."""
         return self._form_problem(text) or self._voice_problem(text, "gripe")
 
+    def shown_problem(self, text: str, trainee: str = "") -> str | None:
+        """What is wrong with a line a trainee saw, whoever wrote it: form, voice, profanity
+        and echoing the trainee's line (the beat's own demands are not judged)."""
+        return self.voice_problem(text) or self._fit_problem(text, "", Expectation(trainee=trainee))
+
     def problem(self, text: str, beat: str, topic: str = "", expect: Expectation | None = None
                 ) -> str | None:  # fmt: skip
         """``topic`` is what the beat is about (the gripe, or the hidden issue): a gripe must
@@ -211,6 +217,43 @@ class LineChecker:
 def _key_words(text: str) -> set[str]:
     """The numbers of a fact (what a reply must say), e.g. '4471', '£186', '12th'."""
     return set(re.findall(r"[£$€]?\d[\d,.]*\w*", text.lower()))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w£$']+", text.lower())
+
+
+def join_opener(opener: str, draft: str) -> str:
+    """The model's opening reaction, then the trainer line it leads into; words the opener
+    already took from the start of the line ("Goodbye, mate." + "Goodbye, mate. Enjoy...")
+    are said once. Empty when the opener adds nothing."""
+    said = opener.split()
+    start = _words(draft)
+    for k in range(min(len(said), len(start)), 0, -1):
+        if _words(" ".join(said[-k:])) == start[:k]:
+            said = said[:-k]
+            break
+    text = " ".join(said).rstrip(" ,;-–—")
+    if not text:
+        return ""
+    if text[-1].isalnum():
+        text += "."
+    return f"{text} {draft}"
+
+
+def opener_problem(opener: str, draft: str, earlier: list[str]) -> str | None:
+    """Why a model opener cannot go before ``draft``: it adds nothing, only repeats the line's
+    own words, or repeats what this customer already said (``earlier``: their lines and
+    openers)."""
+    if not opener:
+        return "adds nothing to the trainer line"
+    if not content_words(opener) - content_words(draft):
+        return "repeats the trainer line"
+    if _words(opener) in [_words(e) for e in earlier] or any(
+        _ngrams(opener, 4) & _ngrams(e, 4) for e in earlier
+    ):
+        return "repeats an earlier line"
+    return None
 
 
 CUSTOMER_PROMPTS = ("customer_system.md", "customer_turn.md", "customer_beats.yaml")

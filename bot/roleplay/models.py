@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -29,6 +30,10 @@ class MoodState(BaseModel):
     turn: int = 0
 
 
+def _same_words(a: str, b: str) -> bool:
+    return re.findall(r"[\w£$']+", a.lower()) == re.findall(r"[\w£$']+", b.lower())
+
+
 class StateChange(BaseModel):
     """One change to the state and the behaviour (or rule) that caused it."""
 
@@ -36,6 +41,13 @@ class StateChange(BaseModel):
     delta: int | bool
     cause: str  # a behaviour id, or a rule name such as "no_progress"
     reason: str
+
+
+class RejectedLine(BaseModel):
+    """A model line that failed the customer line checks, and the check it failed."""
+
+    line: str
+    problem: str
 
 
 class Turn(BaseModel):
@@ -51,6 +63,15 @@ class Turn(BaseModel):
     off_script: bool = False
     attempts: int = 1
     fallback_used: bool = False
+    rejected: list[RejectedLine] = Field(default_factory=list)  # failed model lines, and why
+    draft: str = ""  # the trainer-written line the model was asked to reword (shown if it failed)
+
+    @property
+    def unadapted(self) -> bool:
+        """The trainee saw a trainer-written line as written (the model's line failed, or it
+        gave the line back unchanged)."""
+        return self.fallback_used or (bool(self.draft) and _same_words(self.customer, self.draft))
+
     model_error: str | None = None  # the model failed and a trainer-written line was used
     model_notice: str | None = None  # e.g. the embedded model answered for a failed API
     first_token_s: float | None = None

@@ -26,8 +26,14 @@ from bot.llm import model_notice as reply_notice
 from bot.llm.cancel import GenerationCancelled, raise_if_cancelled
 from bot.prompts import PromptLibrary
 from bot.roleplay.acts import ActCatalogue
-from bot.roleplay.lines import Expectation, clean_customer_line, customer_line_checker
-from bot.roleplay.models import Hint, MoodState, Transcript, Turn
+from bot.roleplay.lines import (
+    Expectation,
+    clean_customer_line,
+    customer_line_checker,
+    join_opener,
+    opener_problem,
+)
+from bot.roleplay.models import Hint, MoodState, RejectedLine, Transcript, Turn
 from bot.roleplay.rules import Instruction, MoodRules, RulesOutcome
 from bot.roleplay.scenarios import Difficulty, Scenario
 from bot.safety import OFF_SCRIPT, neutralise_template_tokens
@@ -45,9 +51,10 @@ class CustomerSimulator:
     """One role-play session against a scenario's customer."""
 
     max_attempts = 3
-    # Beats the scenario's trainer-written line answers without the model. A factual answer
-    # must carry the fact exactly; in a run of three shipped scripts on the embedded model all
-    # 12 attempts at the 4 factual answers were rejected (fact left out), so they only cost time.
+    # Beats the scenario's trainer-written line answers without the model when it rewrites
+    # lines whole. A factual answer must carry the fact exactly; in a run of three shipped
+    # scripts on the embedded model all 12 rewrites of the 4 factual answers were rejected
+    # (fact left out), so they only cost time. An opener leaves the fact's own words intact.
     scripted_beats: frozenset[str] = frozenset({"answer_fact"})
 
     def __init__(
@@ -64,11 +71,16 @@ class CustomerSimulator:
         retry_window_s: float | None = None,
         line_sent_at: Callable[[], float | None] | None = None,
         voice: Callable[[str], bool] | None = None,
+        line_grammar: str | None = None,
+        reply_mode: str = "opener",
     ) -> None:
         """``attempt_budget()`` says how many model attempts a line may take now (checked
         before each; default :attr:`max_attempts`): a busy model gives fewer, and 0 means the
-        trainer-written line at once. The beat, mood and facts are decided in code either way."""
+        trainer-written line at once. The beat, mood and facts are decided in code either way.
+        ``line_grammar`` (GBNF, for a llama.cpp model) limits what the model can sample."""
         self.scenario = scenario
+        self.line_grammar = line_grammar
+        self.reply_mode = reply_mode
         self.attempt_budget = attempt_budget or (lambda: self.max_attempts)
         # No model attempt starts once the trainee has waited this long for the line, counted
         # from ``line_sent_at()`` (``time.monotonic()``; e.g. when the turn joined the model's
@@ -83,6 +95,8 @@ class CustomerSimulator:
         self.seed = seed
         self.model_error: str | None = None
         self.model_notice: str | None = None
+        self.rejected: list[RejectedLine] = []  # the current line's failed model lines
+        self.draft = ""  # the current line's trainer-written line, which the model rewords
         self.preset = scenario.difficulty[difficulty]
         self.rng = random.Random(seed)
         self.state = MoodState(anger=self.preset.start_anger, patience=self.preset.patience)
@@ -153,15 +167,23 @@ class CustomerSimulator:
         self, trainee: str, rules: RulesOutcome, on_token: Callable[[str], None] | None
     ) -> tuple[str, int, bool, float | None]:
         name = self.scenario.customer.name
+        # The best-fitting trainer line for the beat: what the model adapts to the trainee's
+        # line (an opening reaction before it, or a rewording), and what is shown if every
+        # attempt fails.
+        self.draft = draft = self._fallback(rules, trainee)
         prompt = self.prompts.render(
             "customer_turn.md",
             transcript=self._transcript_text(trainee),
             name=name,
             instruction=self.instruction_text(rules.instruction),
+            draft=draft,
+            mode=self.reply_mode,
+            must_keep=", ".join(rules.must_name[:1]),
         )
         messages = [SystemMessage(self.system_prompt), HumanMessage(prompt)]
+        extra = {"grammar": self.line_grammar} if self.line_grammar else {}
+        extra["max_tokens"] = 24 if self.reply_mode == "opener" else 70
         first_token: float | None = None
-        said = {self.scenario.opening_line, *(t.customer for t in self.transcript.turns)}
         tried = 0
         self._line_started = self.line_sent_at() or time.monotonic()
         for attempt in range(1, self.max_attempts + 1):
@@ -175,7 +197,7 @@ class CustomerSimulator:
             raise_if_cancelled()
             try:
                 for chunk in self.model.stream(
-                    messages, seed=seed, max_tokens=70, stop=["\n", "Agent:", f"{name}:"]
+                    messages, seed=seed, stop=["\n", "Agent:", f"{name}:"], **extra
                 ):
                     raise_if_cancelled()
                     self.model_notice = reply_notice(chunk) or self.model_notice
@@ -188,40 +210,61 @@ class CustomerSimulator:
             except Exception as exc:  # the model failed: the trainer's fallback line carries on
                 self.model_error = describe_failure(exc)[:300]
                 break
-            line = clean_customer_line("".join(parts), name)
-            if line in said:
-                continue  # the model repeated an earlier line
-            expect = Expectation(
-                rules.topic, tuple(rules.must_name), trainee, offer_on_table=self.state.offer_made
-            )
-            if self.checker.problem(line, rules.beat, rules.topic, expect) is None:
+            line, problem = self._checked("".join(parts), trainee, rules)
+            if problem is None:
                 if on_token:
                     on_token(line)
                 return line, attempt, False, first_token
-        fallback = self._fallback(rules)
+            self.rejected.append(RejectedLine(line=line, problem=problem))
         if on_token:
-            on_token(fallback)
-        return fallback, tried, True, first_token
+            on_token(draft)
+        return draft, tried, True, first_token
+
+    def _checked(self, raw: str, trainee: str, rules: RulesOutcome) -> tuple[str, str | None]:
+        """The line the model's text makes (its opener joined to the draft, in opener mode)
+        and why it cannot be shown (None: it can)."""
+        line = clean_customer_line(raw, self.scenario.customer.name)
+        if self.reply_mode == "opener":
+            turns = self.transcript.turns
+            earlier = [self.scenario.opening_line, *(t.customer for t in turns)] + [
+                t.customer.removesuffix(t.draft).strip()
+                for t in turns
+                if t.draft and t.customer.endswith(t.draft)
+            ]
+            joined = join_opener(line, self.draft)
+            opener = joined.removesuffix(self.draft).strip()
+            if problem := opener_problem(opener, self.draft, earlier):
+                return line, problem
+            line = joined
+        said = {self.scenario.opening_line, *(t.customer for t in self.transcript.turns)}
+        if line in said:
+            return line, "repeats an earlier line"
+        expect = Expectation(
+            rules.topic, tuple(rules.must_name), trainee, offer_on_table=self.state.offer_made
+        )
+        return line, self.checker.problem(line, rules.beat, rules.topic, expect)
 
     def _budget(self, beat: str) -> int:
-        """Model attempts this line may take: none for a scripted beat (a fact is given in the
-        scenario's own words, numbers exact); none once the trainee has waited out the retry
-        window (in the queue or for earlier tries); else what :attr:`attempt_budget` allows."""
-        if beat in self.scripted_beats:
+        """Model attempts this line may take: none for a scripted beat in rewrite mode (a fact
+        is given in the scenario's own words, numbers exact); none once the trainee has
+        waited out the retry window (in the queue or for earlier tries); else what
+        :attr:`attempt_budget` allows."""
+        if beat in self.scripted_beats and self.reply_mode == "rewrite":
             return 0
         waited = time.monotonic() - self._line_started
         if self.retry_window_s is not None and waited > self.retry_window_s:
             return 0  # the trainee has waited long enough: no (more) model attempts
         return self.attempt_budget()
 
-    def _fallback(self, rules: RulesOutcome) -> str:
-        """A trainer-written line for the beat, not one the customer has already said (an
-        answered fact is the fact's own line, then a carry-on line)."""
+    def _fallback(self, rules: RulesOutcome, trainee: str = "") -> str:
+        """A trainer-written line for the beat, not one the customer has already said, the
+        closest in meaning to ``trainee`` (an answered fact is the fact's own line, then a
+        carry-on line)."""
         if rules.beat == "answer_fact":
             carry_on = self.scenario.fallback_lines.carry_on
             extra = self.rng.choice(carry_on) if carry_on else ""
             return f"{rules.answer} {extra}".strip()
-        line = self._bank_line(rules.beat, set(rules.fill))
+        line = self._bank_line(rules.beat, set(rules.fill), trainee)
         if rules.beat == "reveal" and "offer" in rules.fill and "{offer}" not in line:
             noted = self.prompts.message(BEATS_FILE, "offer_noted_fallback", offer="{offer}")
             line = f"{noted} {line}"
@@ -229,15 +272,15 @@ class CustomerSimulator:
             line = line.replace("{" + key + "}", value)
         return line[:1].upper() + line[1:]
 
-    def _bank_line(self, beat: str, filled: set[str]) -> str:
+    def _bank_line(self, beat: str, filled: set[str], trainee: str = "") -> str:
         """A bank line for the beat; one whose placeholders can all be filled, if any is."""
         lines = self.scenario.fallback_lines
         if beat == "say_wants":
-            return self._fresh(list(lines.say_wants) or [self.scenario.wants])
+            return self._fresh(list(lines.say_wants) or [self.scenario.wants], trainee)
         if beat in ("accept", "consider_offer", "reject_offer"):
             options = list(getattr(lines, beat))
             usable = [o for o in options if set(re.findall(r"\{(\w+)\}", o)) <= filled]
-            return self._fresh(usable or options)
+            return self._fresh(usable or options, trainee)
         if beat == "gripe":
             current = self.scenario.surface_complaints[max(0, self.state.gripes_aired - 1)]
             options = [current, *lines.gripe]
@@ -249,11 +292,17 @@ class CustomerSimulator:
         fresh = [line for line in options if line not in said]
         if beat == "gripe" and fresh and fresh[0] == current:
             return current  # the complaint this beat is about
-        return self._fresh(options)
+        return self._fresh(options, trainee)
 
-    def _fresh(self, options: list[str]) -> str:
+    def _fresh(self, options: list[str], fit_to: str = "") -> str:
+        """One of ``options`` not said yet: the closest in meaning to ``fit_to`` (the trainee's
+        line) when sentence vectors are available, else a seeded random one."""
         said = {t.customer for t in self.transcript.turns}
-        return self.rng.choice([line for line in options if line not in said] or options)
+        fresh = [line for line in options if line not in said] or options
+        vectors = self.guidance.embed([fit_to, *fresh]) if fit_to and len(fresh) > 1 else None
+        if vectors is None:
+            return self.rng.choice(fresh)
+        return fresh[int((vectors[1:] @ vectors[0]).argmax())]
 
     # ---- public API
     def respond(self, trainee: str, on_token: Callable[[str], None] | None = None) -> Turn:
@@ -277,6 +326,7 @@ class CustomerSimulator:
         before = self.state.model_copy()
         rules = self.apply_rules([d for d in detections if d.certain], trainee, off_script)
         self.model_error = self.model_notice = None
+        self.rejected = []
         try:
             line, attempts, fallback, first_token = self._generate(trainee, rules, on_token)
         except GenerationCancelled:
@@ -295,6 +345,8 @@ class CustomerSimulator:
             off_script=off_script,
             attempts=attempts,
             fallback_used=fallback,
+            rejected=self.rejected,
+            draft=self.draft,
             model_error=self.model_error,
             model_notice=self.model_notice,
             first_token_s=first_token,
