@@ -738,3 +738,26 @@ def test_a_line_grammar_reaches_the_model_only_when_one_is_set(scenarios, engine
             line_grammar=line_grammar,
         ).respond("That sounds awful. What happened?")  # fmt: skip
         assert model.extras[0].get("grammar") == expected
+
+
+class CutOffFake(CountingFake):
+    """A fake whose every line ends because it hit the token limit."""
+
+    def _stream(self, *args, **kwargs):  # type: ignore[override]
+        from langchain_core.messages import AIMessageChunk
+        from langchain_core.outputs import ChatGenerationChunk
+
+        yield from super()._stream(*args, **kwargs)
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(content=""), generation_info={"finish_reason": "length"}
+        )
+
+
+def test_a_line_the_token_limit_cut_off_is_never_shown(scenarios, engine):
+    # the embedded model's opener, cut at its 24 tokens, was shown before the fix:
+    # "I'll accept the offer as a free replacement, ... delivered by Friday, before the."
+    model = CutOffFake(responses=["I'll accept the offer as a free replacement, before the"])
+    sim = sim_for(scenarios, engine, model=model)
+    turn = sim.respond("I'm so sorry, that sounds awful. What happened?")
+    assert turn.fallback_used and turn.customer == turn.draft and model.calls == 3
+    assert {r.problem for r in turn.rejected} == {"cut off"}

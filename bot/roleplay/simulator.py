@@ -192,6 +192,7 @@ class CustomerSimulator:
             tried = attempt
             started = time.perf_counter()
             parts: list[str] = []
+            finish = None
             seed = self.seed * 1000 + self.state.turn * 10 + attempt
             # One paragraph of speech: stop at a line break or where a next speaker would start.
             raise_if_cancelled()
@@ -201,6 +202,7 @@ class CustomerSimulator:
                 ):
                     raise_if_cancelled()
                     self.model_notice = reply_notice(chunk) or self.model_notice
+                    finish = chunk.response_metadata.get("finish_reason") or finish
                     piece = str(chunk.content)
                     if piece and first_token is None:
                         first_token = time.perf_counter() - started
@@ -211,6 +213,8 @@ class CustomerSimulator:
                 self.model_error = describe_failure(exc)[:300]
                 break
             line, problem = self._checked("".join(parts), trainee, rules)
+            if finish == "length":  # the token limit cut the line off mid-sentence
+                problem = "cut off"
             if problem is None:
                 if on_token:
                     on_token(line)
