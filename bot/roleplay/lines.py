@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.guidance.engine import GuidanceEngine, content_words
 from bot.prompts import PromptLibrary
+from bot.roleplay.models import spoken_words
 from bot.safety import OFF_SCRIPT, PromptEcho
 
 _NAME_PREFIX = re.compile(r"^\s*(?:\*\*)?([A-Z][\w.'-]*(?: [A-Z][\w.'-]*)?)(?:\*\*)?\s*:\s*")
@@ -219,18 +220,14 @@ def _key_words(text: str) -> set[str]:
     return set(re.findall(r"[£$€]?\d[\d,.]*\w*", text.lower()))
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[\w£$']+", text.lower())
-
-
 def join_opener(opener: str, draft: str) -> str:
     """The model's opening reaction, then the trainer line it leads into; words the opener
     already took from the start of the line ("Goodbye, mate." + "Goodbye, mate. Enjoy...")
     are said once. Empty when the opener adds nothing."""
     said = opener.split()
-    start = _words(draft)
+    start = spoken_words(draft)
     for k in range(min(len(said), len(start)), 0, -1):
-        if _words(" ".join(said[-k:])) == start[:k]:
+        if spoken_words(" ".join(said[-k:])) == start[:k]:
             said = said[:-k]
             break
     text = " ".join(said).rstrip(" ,;-–—")
@@ -249,7 +246,7 @@ def opener_problem(opener: str, draft: str, earlier: list[str]) -> str | None:
         return "adds nothing to the trainer line"
     if not content_words(opener) - content_words(draft):
         return "repeats the trainer line"
-    if _words(opener) in [_words(e) for e in earlier] or any(
+    if spoken_words(opener) in [spoken_words(e) for e in earlier] or any(
         _ngrams(opener, 4) & _ngrams(e, 4) for e in earlier
     ):
         return "repeats an earlier line"

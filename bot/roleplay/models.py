@@ -30,8 +30,9 @@ class MoodState(BaseModel):
     turn: int = 0
 
 
-def _same_words(a: str, b: str) -> bool:
-    return re.findall(r"[\w£$']+", a.lower()) == re.findall(r"[\w£$']+", b.lower())
+def spoken_words(text: str) -> list[str]:
+    """The words of a line, lower case, without punctuation (to compare what was said)."""
+    return re.findall(r"[\w£$']+", text.lower())
 
 
 class StateChange(BaseModel):
@@ -70,7 +71,9 @@ class Turn(BaseModel):
     def unadapted(self) -> bool:
         """The trainee saw a trainer-written line as written (the model's line failed, or it
         gave the line back unchanged)."""
-        return self.fallback_used or (bool(self.draft) and _same_words(self.customer, self.draft))
+        return self.fallback_used or (
+            bool(self.draft) and spoken_words(self.customer) == spoken_words(self.draft)
+        )
 
     model_error: str | None = None  # the model failed and a trainer-written line was used
     model_notice: str | None = None  # e.g. the embedded model answered for a failed API

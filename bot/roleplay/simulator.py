@@ -228,19 +228,19 @@ class CustomerSimulator:
         """The line the model's text makes (its opener joined to the draft, in opener mode)
         and why it cannot be shown (None: it can)."""
         line = clean_customer_line(raw, self.scenario.customer.name)
+        turns = self.transcript.turns
+        said = [self.scenario.opening_line, *(t.customer for t in turns)]
         if self.reply_mode == "opener":
-            turns = self.transcript.turns
-            earlier = [self.scenario.opening_line, *(t.customer for t in turns)] + [
+            openers = [
                 t.customer.removesuffix(t.draft).strip()
                 for t in turns
-                if t.draft and t.customer.endswith(t.draft)
+                if t.draft and t.customer != t.draft and t.customer.endswith(t.draft)
             ]
             joined = join_opener(line, self.draft)
             opener = joined.removesuffix(self.draft).strip()
-            if problem := opener_problem(opener, self.draft, earlier):
+            if problem := opener_problem(opener, self.draft, said + openers):
                 return line, problem
             line = joined
-        said = {self.scenario.opening_line, *(t.customer for t in self.transcript.turns)}
         if line in said:
             return line, "repeats an earlier line"
         expect = Expectation(
