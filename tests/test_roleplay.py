@@ -704,6 +704,8 @@ def test_an_opener_says_the_trainer_lines_first_words_once(opener, draft, joined
     [
         ("", [], "adds nothing to the trainer line"),
         ("The coat's never been worn.", [], "repeats the trainer line"),
+        # shown on the embedded model before the fix: the line again, in another tense
+        ("The coat is never worn, the tags are still on it.", [], "repeats the trainer line"),
         ("I'm frustrated.", ["i'm FRUSTRATED"], "repeats an earlier line"),
         ("Don't you dare.", ["I'm frustrated."], None),
     ],

@@ -244,7 +244,7 @@ def opener_problem(opener: str, draft: str, earlier: list[str]) -> str | None:
     openers)."""
     if not opener:
         return "adds nothing to the trainer line"
-    if not content_words(opener) - content_words(draft):
+    if not content_words(opener) - content_words(draft) or _ngrams(opener, 4) & _ngrams(draft, 4):
         return "repeats the trainer line"
     if spoken_words(opener) in [spoken_words(e) for e in earlier] or any(
         _ngrams(opener, 4) & _ngrams(e, 4) for e in earlier
